@@ -1,0 +1,481 @@
+"""The domain's tables (SQLAlchemy 2.0 typed models). Every change here needs an Alembic migration."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from db.enums import (
+    ApiScope,
+    CampaignState,
+    DelayUnit,
+    EnrollmentState,
+    EventKind,
+    Intent,
+    LeadStage,
+    MailboxState,
+    ResponseKind,
+    StepCondition,
+    StepType,
+    StopReason,
+    SuppressionKind,
+    SuppressionReason,
+    TaskState,
+    TaskType,
+    TlsMode,
+    TouchState,
+    UserRole,
+)
+from db.types import JSONType, UTCDateTime, str_enum, utcnow
+
+# Set before the first migration: every constraint gets a stable, predictable name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSONType,
+        list[Any]: JSONType,
+    }
+
+
+class Timestamped:
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# --- people and access -------------------------------------------------------------------------
+
+
+class User(Timestamped, Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[UserRole] = mapped_column(str_enum(UserRole, "user_role"), default=UserRole.MEMBER)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)  # shown to identify a key; not secret
+    key_hash: Mapped[str] = mapped_column(String(128), unique=True)  # the key itself is never stored
+    scope: Mapped[ApiScope] = mapped_column(str_enum(ApiScope, "api_scope"), default=ApiScope.READ)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class Webhook(Timestamped, Base):
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    secret: Mapped[str] = mapped_column(String(128))  # signs deliveries; shown once at creation
+    events: Mapped[list[Any]] = mapped_column(default=list)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failure_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[int | None]
+    last_delivery_at: Mapped[datetime | None]
+
+
+class AppSetting(Base):
+    """Workspace settings an operator edits in the dashboard (postal address, thresholds)."""
+
+    __tablename__ = "app_settings"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WorkerHeartbeat(Base):
+    """One row per worker process, so the dashboard can tell whether sending is alive."""
+
+    __tablename__ = "worker_heartbeats"
+
+    worker_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- prospects ----------------------------------------------------------------------------------
+
+
+class Prospect(Timestamped, Base):
+    __tablename__ = "prospects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))  # as given (trimmed)
+    email_normalized: Mapped[str] = mapped_column(String(320), unique=True)  # the dedupe key
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    title: Mapped[str | None] = mapped_column(String(300))
+    seniority: Mapped[str | None] = mapped_column(String(100))
+    company: Mapped[str | None] = mapped_column(String(300))
+    company_domain: Mapped[str | None] = mapped_column(String(255), index=True)
+    website: Mapped[str | None] = mapped_column(String(2048))
+    industry: Mapped[str | None] = mapped_column(String(200))
+    employee_count: Mapped[int | None]
+    city: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[str | None] = mapped_column(String(200))
+    country: Mapped[str | None] = mapped_column(String(100))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    linkedin_url: Mapped[str | None] = mapped_column(String(2048))
+    phone: Mapped[str | None] = mapped_column(String(50))
+    custom_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    is_role_address: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_disposable: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str | None] = mapped_column(String(300))  # the import that created it
+
+    memberships: Mapped[list[ProspectListMember]] = relationship(
+        back_populates="prospect", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ProspectList(Base):
+    __tablename__ = "prospect_lists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    members: Mapped[list[ProspectListMember]] = relationship(
+        back_populates="prospect_list", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ProspectListMember(Base):
+    __tablename__ = "prospect_list_members"
+
+    list_id: Mapped[int] = mapped_column(ForeignKey("prospect_lists.id", ondelete="CASCADE"), primary_key=True)
+    prospect_id: Mapped[int] = mapped_column(
+        ForeignKey("prospects.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    prospect_list: Mapped[ProspectList] = relationship(back_populates="members")
+    prospect: Mapped[Prospect] = relationship(back_populates="memberships")
+
+
+class Suppression(Base):
+    """Never contact: an address or a whole domain. `value` is cleared when a person is forgotten."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("kind", "value_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[SuppressionKind] = mapped_column(str_enum(SuppressionKind, "suppression_kind"))
+    value: Mapped[str | None] = mapped_column(String(320))
+    value_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the normalized value
+    reason: Mapped[SuppressionReason] = mapped_column(str_enum(SuppressionReason, "suppression_reason"))
+    source: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- sending -------------------------------------------------------------------------------------
+
+
+class Mailbox(Timestamped, Base):
+    __tablename__ = "mailboxes"
+    __table_args__ = (
+        CheckConstraint("daily_limit >= 0", name="daily_limit_nonnegative"),
+        CheckConstraint("per_minute >= 0", name="per_minute_nonnegative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    from_address: Mapped[str] = mapped_column(String(320))
+    from_name: Mapped[str | None] = mapped_column(String(200))
+    reply_to: Mapped[str | None] = mapped_column(String(320))
+    smtp_host: Mapped[str] = mapped_column(String(255))
+    smtp_port: Mapped[int] = mapped_column(Integer)
+    smtp_user: Mapped[str | None] = mapped_column(String(320))
+    password_env: Mapped[str | None] = mapped_column(String(100))  # the secret stays in the environment
+    tls: Mapped[TlsMode] = mapped_column(str_enum(TlsMode, "tls_mode"), default=TlsMode.STARTTLS)
+    imap_host: Mapped[str | None] = mapped_column(String(255))
+    imap_port: Mapped[int | None]
+    imap_user: Mapped[str | None] = mapped_column(String(320))
+    imap_password_env: Mapped[str | None] = mapped_column(String(100))
+    imap_folders: Mapped[list[Any]] = mapped_column(default=list)
+    daily_limit: Mapped[int] = mapped_column(Integer, default=40)
+    per_minute: Mapped[int] = mapped_column(Integer, default=2)
+    ramp_start: Mapped[int | None]
+    ramp_increment: Mapped[int | None]
+    state: Mapped[MailboxState] = mapped_column(str_enum(MailboxState, "mailbox_state"), default=MailboxState.ACTIVE)
+    paused_reason: Mapped[str | None] = mapped_column(String(300))
+
+
+class CampaignMailbox(Base):
+    __tablename__ = "campaign_mailboxes"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("outreach_campaigns.id", ondelete="CASCADE"), primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="RESTRICT"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OutreachCampaign(Timestamped, Base):
+    __tablename__ = "outreach_campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    state: Mapped[CampaignState] = mapped_column(
+        str_enum(CampaignState, "campaign_state"), default=CampaignState.DRAFT, index=True
+    )
+    definition: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the validated YAML, as data
+    audience: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    schedule: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    stop_on: Mapped[list[Any]] = mapped_column(default=list)
+    track_opens: Mapped[bool] = mapped_column(Boolean, default=False)
+    track_clicks: Mapped[bool] = mapped_column(Boolean, default=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    paused_reason: Mapped[str | None] = mapped_column(String(300))
+    launched_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    steps: Mapped[list[SequenceStep]] = relationship(
+        back_populates="campaign", order_by="SequenceStep.position", cascade="all, delete-orphan"
+    )
+
+
+class SequenceStep(Base):
+    __tablename__ = "sequence_steps"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "position"),
+        CheckConstraint("delay_amount >= 0", name="delay_nonnegative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("outreach_campaigns.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)  # 0-based order in the sequence
+    type: Mapped[StepType] = mapped_column(str_enum(StepType, "step_type"))
+    delay_amount: Mapped[int] = mapped_column(Integer, default=0)
+    delay_unit: Mapped[DelayUnit] = mapped_column(str_enum(DelayUnit, "delay_unit"), default=DelayUnit.DAYS)
+    condition: Mapped[StepCondition] = mapped_column(
+        str_enum(StepCondition, "step_condition"), default=StepCondition.ALWAYS
+    )
+    thread: Mapped[bool] = mapped_column(Boolean, default=False)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)  # fallbacks, attachments, extras
+
+    campaign: Mapped[OutreachCampaign] = relationship(back_populates="steps")
+    variants: Mapped[list[MessageVariant]] = relationship(
+        back_populates="step", order_by="MessageVariant.id", cascade="all, delete-orphan"
+    )
+
+
+class MessageVariant(Base):
+    __tablename__ = "message_variants"
+    __table_args__ = (UniqueConstraint("step_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("sequence_steps.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(50))
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str | None] = mapped_column(Text)
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)  # losers stop being assigned
+
+    step: Mapped[SequenceStep] = relationship(back_populates="variants")
+
+
+class Enrollment(Timestamped, Base):
+    """A prospect in a campaign: where they are in the sequence and when the next touch is due."""
+
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "prospect_id"),
+        Index("ix_enrollments_state_next_due_at", "state", "next_due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("outreach_campaigns.id", ondelete="CASCADE"))
+    prospect_id: Mapped[int] = mapped_column(ForeignKey("prospects.id", ondelete="CASCADE"), index=True)
+    mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id", ondelete="SET NULL"))
+    state: Mapped[EnrollmentState] = mapped_column(
+        str_enum(EnrollmentState, "enrollment_state"), default=EnrollmentState.ACTIVE
+    )
+    stop_reason: Mapped[StopReason | None] = mapped_column(str_enum(StopReason, "stop_reason"))
+    next_step: Mapped[int] = mapped_column(Integer, default=0)  # position of the next step to schedule
+    next_due_at: Mapped[datetime | None]
+    paused_until: Mapped[datetime | None]
+
+
+class CommunicationLog(Timestamped, Base):
+    """One row per touch: the outbox while pending, the history once sent."""
+
+    __tablename__ = "communication_log"
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "step_id"),  # no touch can ever be created twice
+        Index("ix_communication_log_state_due_at", "state", "due_at"),
+        Index("ix_communication_log_state_lease_expires_at", "state", "lease_expires_at"),
+        CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"))
+    step_id: Mapped[int] = mapped_column(ForeignKey("sequence_steps.id", ondelete="CASCADE"), index=True)
+    variant_id: Mapped[int | None] = mapped_column(ForeignKey("message_variants.id", ondelete="SET NULL"), index=True)
+    mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id", ondelete="SET NULL"))
+    channel: Mapped[StepType] = mapped_column(str_enum(StepType, "touch_channel"))
+    state: Mapped[TouchState] = mapped_column(str_enum(TouchState, "touch_state"), default=TouchState.QUEUED)
+    due_at: Mapped[datetime]
+    lease_expires_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    in_reply_to: Mapped[str | None] = mapped_column(String(255))
+    subject: Mapped[str | None] = mapped_column(Text)
+    body_text: Mapped[str | None] = mapped_column(Text)
+    links: Mapped[list[Any]] = mapped_column(default=list)  # the only URLs a click may redirect to
+    sent_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class EngagementEvent(Base):
+    __tablename__ = "engagement_events"
+    __table_args__ = (
+        Index("ix_engagement_events_campaign_id_kind_occurred_at", "campaign_id", "kind", "occurred_at"),
+        Index("ix_engagement_events_communication_id_kind", "communication_id", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[EventKind] = mapped_column(str_enum(EventKind, "event_kind"))
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    communication_id: Mapped[int | None] = mapped_column(ForeignKey("communication_log.id", ondelete="CASCADE"))
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("outreach_campaigns.id", ondelete="CASCADE"))
+    prospect_id: Mapped[int | None] = mapped_column(ForeignKey("prospects.id", ondelete="CASCADE"), index=True)
+    is_machine: Mapped[bool] = mapped_column(Boolean, default=False)  # privacy proxies, link scanners
+    url: Mapped[str | None] = mapped_column(String(2048))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ResponseAnalysis(Base):
+    """Every inbound message, stored once, with what it was classified as and what it caused."""
+
+    __tablename__ = "response_analyses"
+    __table_args__ = (UniqueConstraint("mailbox_id", "folder", "imap_uidvalidity", "imap_uid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id", ondelete="SET NULL"))
+    folder: Mapped[str | None] = mapped_column(String(255))
+    imap_uidvalidity: Mapped[int | None] = mapped_column(Integer)
+    imap_uid: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[ResponseKind] = mapped_column(str_enum(ResponseKind, "response_kind"), index=True)
+    communication_id: Mapped[int | None] = mapped_column(
+        ForeignKey("communication_log.id", ondelete="SET NULL"), index=True
+    )
+    prospect_id: Mapped[int | None] = mapped_column(ForeignKey("prospects.id", ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("outreach_campaigns.id", ondelete="SET NULL"))
+    from_address: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    body_text: Mapped[str | None] = mapped_column(Text)  # the new text, quotes and signature stripped
+    intent: Mapped[Intent | None] = mapped_column(str_enum(Intent, "intent"))
+    sentiment: Mapped[float | None] = mapped_column(Float)
+    return_date: Mapped[datetime | None]
+    referred_to: Mapped[str | None] = mapped_column(String(320))
+    bounce_recipient: Mapped[str | None] = mapped_column(String(320))
+    bounce_status: Mapped[str | None] = mapped_column(String(20))
+    bounce_permanent: Mapped[bool | None] = mapped_column(Boolean)
+    explanation: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    actions: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LeadQualification(Base):
+    """A prospect's current pipeline stage and score, with the reasons that produced them."""
+
+    __tablename__ = "lead_qualifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prospect_id: Mapped[int] = mapped_column(ForeignKey("prospects.id", ondelete="CASCADE"), unique=True)
+    stage: Mapped[LeadStage] = mapped_column(str_enum(LeadStage, "lead_stage"), default=LeadStage.NEW, index=True)
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    explanation: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class LeadStageChange(Base):
+    """Every stage move with its reason (the history behind LeadQualification.stage)."""
+
+    __tablename__ = "lead_stage_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prospect_id: Mapped[int] = mapped_column(ForeignKey("prospects.id", ondelete="CASCADE"), index=True)
+    from_stage: Mapped[LeadStage | None] = mapped_column(str_enum(LeadStage, "from_stage"))
+    to_stage: Mapped[LeadStage] = mapped_column(str_enum(LeadStage, "to_stage"))
+    reason: Mapped[str] = mapped_column(String(500))
+    changed_by: Mapped[str | None] = mapped_column(String(100))  # a username, or null for automatic
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DemoAsset(Timestamped, Base):
+    __tablename__ = "demo_assets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    industries: Mapped[list[Any]] = mapped_column(default=list)
+    url: Mapped[str | None] = mapped_column(String(2048))
+    file_path: Mapped[str | None] = mapped_column(String(1024))
+    file_size: Mapped[int | None]
+
+
+class Task(Timestamped, Base):
+    """A LinkedIn or call touch for a person to do; one per touch."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_state_due_at", "state", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    type: Mapped[TaskType] = mapped_column(str_enum(TaskType, "task_type"))
+    state: Mapped[TaskState] = mapped_column(str_enum(TaskState, "task_state"), default=TaskState.OPEN)
+    communication_id: Mapped[int | None] = mapped_column(
+        ForeignKey("communication_log.id", ondelete="CASCADE"), unique=True
+    )
+    prospect_id: Mapped[int] = mapped_column(ForeignKey("prospects.id", ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("outreach_campaigns.id", ondelete="CASCADE"))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    due_at: Mapped[datetime]
+    body: Mapped[str] = mapped_column(Text, default="")
+    outcome: Mapped[str | None] = mapped_column(Text)
+    completed_at: Mapped[datetime | None]
