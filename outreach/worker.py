@@ -1,0 +1,126 @@
+"""The worker: one APScheduler BlockingScheduler per process, its jobs registered here and nowhere else.
+
+Coordination between several workers happens in the database (claims with leases), never in a shared
+job store: APScheduler 3 cannot share one between processes. Streamlit never starts a scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.orm import Session
+
+from db.engine import transaction
+from db.models import WorkerHeartbeat
+
+log = logging.getLogger("outreach.worker")
+
+STALE_WORKER_AFTER_S = 3600
+
+
+@dataclass(frozen=True)
+class WorkerIdentity:
+    worker_id: str
+    hostname: str
+    pid: int
+
+    @classmethod
+    def current(cls) -> WorkerIdentity:
+        host = socket.gethostname()
+        return cls(f"{host}:{os.getpid()}:{uuid.uuid4().hex[:6]}", host, os.getpid())
+
+
+@dataclass(frozen=True)
+class JobContext:
+    now: datetime
+    worker: WorkerIdentity
+
+
+JobBody = Callable[[Session, JobContext], str | None]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A periodic job: its body runs in one transaction and returns a short summary (or None)."""
+
+    id: str
+    every_seconds: int
+    body: JobBody
+    description: str
+
+
+def heartbeat(session: Session, ctx: JobContext) -> str | None:
+    """Record that this worker is alive, so the dashboard can say whether sending works."""
+    row = session.get(WorkerHeartbeat, ctx.worker.worker_id)
+    if row is None:
+        session.add(
+            WorkerHeartbeat(
+                worker_id=ctx.worker.worker_id,
+                hostname=ctx.worker.hostname,
+                pid=ctx.worker.pid,
+                started_at=ctx.now,
+                last_seen_at=ctx.now,
+            )
+        )
+    else:
+        row.last_seen_at = ctx.now
+    cutoff = ctx.now.timestamp() - STALE_WORKER_AFTER_S
+    session.execute(
+        delete(WorkerHeartbeat).where(
+            WorkerHeartbeat.last_seen_at < datetime.fromtimestamp(cutoff, UTC),
+            WorkerHeartbeat.worker_id != ctx.worker.worker_id,
+        )
+    )
+    return None
+
+
+# The one place jobs are registered. Sending, inbox polling and triggers join with their issues.
+JOBS: tuple[Job, ...] = (Job("heartbeat", 15, heartbeat, "records that this worker is alive"),)
+
+
+def run_job(engine: Engine, job: Job, ctx: JobContext) -> str | None:
+    with transaction(engine) as session:
+        return job.body(session, ctx)
+
+
+def run_once(engine: Engine, now: datetime, worker: WorkerIdentity | None = None) -> list[tuple[str, str | None]]:
+    """Run every job once, in registration order, as if the clock read `now`."""
+    ctx = JobContext(now=now, worker=worker or WorkerIdentity.current())
+    return [(job.id, run_job(engine, job, ctx)) for job in JOBS]
+
+
+def _scheduled(engine: Engine, job: Job, worker: WorkerIdentity, clock: Callable[[], datetime]) -> Callable[[], None]:
+    def tick() -> None:
+        summary = run_job(engine, job, JobContext(now=clock(), worker=worker))
+        if summary:
+            log.info("%s: %s", job.id, summary)
+
+    return tick
+
+
+def build_scheduler(engine: Engine, clock: Callable[[], datetime] | None = None) -> BlockingScheduler:
+    clock = clock or (lambda: datetime.now(UTC))
+    worker = WorkerIdentity.current()
+    scheduler = BlockingScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
+    for job in JOBS:
+        scheduler.add_job(
+            _scheduled(engine, job, worker, clock),
+            "interval",
+            seconds=job.every_seconds,
+            id=job.id,
+            name=job.description,
+            next_run_time=clock(),
+        )
+    return scheduler
+
+
+def latest_heartbeats(session: Session) -> list[WorkerHeartbeat]:
+    return list(session.scalars(select(WorkerHeartbeat).order_by(WorkerHeartbeat.last_seen_at.desc())))
