@@ -76,6 +76,7 @@ def _logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # revision checks are not news
 
 
 # --- db ------------------------------------------------------------------------------------------

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Make sure the real services the tests use are there and running. Idempotent; prints what it does.
+set -euo pipefail
+
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+
+ensure_postgres() {
+  if pg_up; then return; fi
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    echo "test-services: installing PostgreSQL (Debian package)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    local hba
+    hba=$(ls /etc/postgresql/*/main/pg_hba.conf | head -n 1)
+    # Tests connect as postgres over loopback without a password, as on the CI machines.
+    sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
+  fi
+  echo "test-services: starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+  for _ in $(seq 1 30); do pg_up && return; sleep 1; done
+  echo "test-services: PostgreSQL did not come up on 127.0.0.1:5432" >&2
+  exit 1
+}
+
+ensure_postgres
