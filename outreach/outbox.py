@@ -1,0 +1,231 @@
+"""The send queue: claim due touches atomically, move them through sending → sent, recover after crashes.
+
+Every move is one conditional UPDATE whose row count is checked, so a touch is only ever moved by the
+worker that holds its claim. Claims are made in one statement: `FOR UPDATE SKIP LOCKED` on
+PostgreSQL, and on SQLite the write lock taken by BEGIN IMMEDIATE (SQLAlchemy silently drops FOR
+UPDATE there). A crash leaves at most the touches a worker had marked `sending` in doubt; those are
+never re-sent silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.orm import Session
+
+from db.enums import MailboxState, TouchState
+from db.models import CommunicationLog, Mailbox
+
+CLAIMABLE = (TouchState.QUEUED, TouchState.RETRY_WAIT)
+IN_FLIGHT = (TouchState.CLAIMED, TouchState.SENDING)
+COUNTED_AGAINST_LIMITS = (TouchState.SENT, TouchState.IN_DOUBT, TouchState.BOUNCED)
+DEFAULT_LEASE = timedelta(minutes=5)
+MAX_ATTEMPTS = 6
+BACKOFF_BASE = timedelta(minutes=1)
+BACKOFF_CAP = timedelta(hours=2)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    requeued: int
+    in_doubt: int
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential backoff after a temporary failure: 1, 2, 4 … minutes, capped."""
+    return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_CAP)
+
+
+def _used(session: Session, mailbox_id: int, since: datetime) -> int:
+    """Touches counted against a mailbox's rolling window: sent (by send time) plus those in flight."""
+    sent = select(func.count()).where(
+        CommunicationLog.mailbox_id == mailbox_id,
+        CommunicationLog.state.in_(COUNTED_AGAINST_LIMITS),
+        CommunicationLog.sent_at >= since,
+    )
+    flying = select(func.count()).where(
+        CommunicationLog.mailbox_id == mailbox_id, CommunicationLog.state.in_(IN_FLIGHT)
+    )
+    return int(session.scalar(sent) or 0) + int(session.scalar(flying) or 0)
+
+
+def mailbox_capacity(session: Session, mailbox: Mailbox, now: datetime) -> int:
+    """How many more touches this mailbox may start now under its per-minute and daily limits."""
+    if mailbox.state is not MailboxState.ACTIVE:
+        return 0
+    per_minute = mailbox.per_minute - _used(session, mailbox.id, now - timedelta(minutes=1))
+    per_day = mailbox.daily_limit - _used(session, mailbox.id, now - timedelta(days=1))
+    return max(0, min(per_minute, per_day))
+
+
+def _due(now: datetime) -> list:
+    return [CommunicationLog.state.in_(CLAIMABLE), CommunicationLog.due_at <= now]
+
+
+def _claim(
+    session: Session, conditions: list, limit: int, worker_id: str, now: datetime, lease: timedelta
+) -> list[int]:
+    if limit <= 0:
+        return []
+    candidates = (
+        select(CommunicationLog.id)
+        .where(*conditions)
+        .order_by(CommunicationLog.due_at, CommunicationLog.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    # A CTE is evaluated once; a plain IN (subquery ... LIMIT) may be re-run per row by PostgreSQL's
+    # planner and then claims more than `limit` rows.
+    picked = candidates.cte("picked")
+    stmt = (
+        update(CommunicationLog)
+        .where(CommunicationLog.id.in_(select(picked.c.id)), *conditions)
+        .values(state=TouchState.CLAIMED, claimed_by=worker_id, lease_expires_at=now + lease, updated_at=now)
+        .returning(CommunicationLog.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(session.scalars(stmt).all())
+
+
+def claim_due(
+    session: Session, *, worker_id: str, now: datetime, limit: int, lease: timedelta = DEFAULT_LEASE
+) -> list[int]:
+    """Claim up to `limit` due touches, never more per mailbox than its limits allow right now.
+
+    Each mailbox row is locked while its capacity is computed and spent (PostgreSQL), so two workers
+    cannot both spend the same remaining capacity.
+    """
+    due_mailboxes = session.scalars(
+        select(CommunicationLog.mailbox_id).where(*_due(now)).group_by(CommunicationLog.mailbox_id)
+    ).all()
+    claimed: list[int] = []
+    for mailbox_id in due_mailboxes:
+        left = limit - len(claimed)
+        if left <= 0:
+            break
+        conditions = [*_due(now), CommunicationLog.mailbox_id.is_(None)]
+        if mailbox_id is not None:
+            mailbox = session.scalar(select(Mailbox).where(Mailbox.id == mailbox_id).with_for_update())
+            if mailbox is None:
+                continue
+            left = min(left, mailbox_capacity(session, mailbox, now))
+            conditions = [*_due(now), CommunicationLog.mailbox_id == mailbox_id]
+        claimed += _claim(session, conditions, left, worker_id, now, lease)
+    return claimed
+
+
+def _move(session: Session, touch_id: int, worker_id: str, from_state: TouchState, **values: object) -> bool:
+    stmt = (
+        update(CommunicationLog)
+        .where(
+            CommunicationLog.id == touch_id,
+            CommunicationLog.state == from_state,
+            CommunicationLog.claimed_by == worker_id,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(stmt).rowcount == 1
+
+
+def mark_sending(
+    session: Session, touch_id: int, worker_id: str, message_id: str, now: datetime, lease: timedelta = DEFAULT_LEASE
+) -> bool:
+    """Committed just before the SMTP transaction: from here a crash means 'in doubt', never 'resend'.
+
+    The Message-ID is recorded now, so an in-doubt touch can later be looked up in the Sent folder.
+    """
+    return _move(
+        session, touch_id, worker_id, TouchState.CLAIMED,
+        state=TouchState.SENDING, message_id=message_id, lease_expires_at=now + lease,
+        attempts=CommunicationLog.attempts + 1, updated_at=now,
+    )  # fmt: skip
+
+
+def mark_sent(session: Session, touch_id: int, worker_id: str, now: datetime) -> bool:
+    """Right after the server's 250."""
+    return _move(
+        session, touch_id, worker_id, TouchState.SENDING,
+        state=TouchState.SENT, sent_at=now, lease_expires_at=None, last_error=None, updated_at=now,
+    )  # fmt: skip
+
+
+def mark_temporary_failure(session: Session, touch_id: int, worker_id: str, error: str, now: datetime) -> TouchState:
+    """SMTP 4xx or a dropped connection: retry later with backoff, until MAX_ATTEMPTS, then failed."""
+    attempts = session.scalar(select(CommunicationLog.attempts).where(CommunicationLog.id == touch_id)) or 0
+    if attempts >= MAX_ATTEMPTS:
+        state, values = TouchState.FAILED, {"lease_expires_at": None}
+    else:
+        state, values = TouchState.RETRY_WAIT, {"due_at": now + backoff(attempts), "lease_expires_at": None}
+    moved = _move(
+        session, touch_id, worker_id, TouchState.SENDING, state=state, last_error=error[:2000], updated_at=now, **values
+    )
+    return state if moved else TouchState.IN_DOUBT
+
+
+def mark_permanent_failure(
+    session: Session, touch_id: int, worker_id: str, error: str, now: datetime, *, bounced: bool
+) -> bool:
+    """SMTP 5xx (bounced: the address is bad) or a message that cannot be built (failed)."""
+    state = TouchState.BOUNCED if bounced else TouchState.FAILED
+    from_state = TouchState.SENDING if bounced else TouchState.CLAIMED
+    extra = {"sent_at": now} if bounced else {}
+    return _move(
+        session, touch_id, worker_id, from_state,
+        state=state, last_error=error[:2000], lease_expires_at=None, updated_at=now, **extra,
+    )  # fmt: skip
+
+
+def release(session: Session, touch_ids: Sequence[int], worker_id: str, now: datetime) -> int:
+    """Give claimed-but-unsent touches back to the queue (shutdown, mailbox unreachable)."""
+    if not touch_ids:
+        return 0
+    stmt = (
+        update(CommunicationLog)
+        .where(
+            CommunicationLog.id.in_(touch_ids),
+            CommunicationLog.state == TouchState.CLAIMED,
+            CommunicationLog.claimed_by == worker_id,
+        )
+        .values(state=TouchState.QUEUED, claimed_by=None, lease_expires_at=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(stmt).rowcount
+
+
+def recover_expired_leases(session: Session, now: datetime) -> Recovery:
+    """After a crash: claims that never reached the server go back to the queue; sends become in_doubt."""
+    expired = CommunicationLog.lease_expires_at < now
+    requeued = session.execute(
+        update(CommunicationLog)
+        .where(and_(CommunicationLog.state == TouchState.CLAIMED, expired))
+        .values(state=TouchState.QUEUED, claimed_by=None, lease_expires_at=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    in_doubt = session.execute(
+        update(CommunicationLog)
+        .where(and_(CommunicationLog.state == TouchState.SENDING, expired))
+        .values(state=TouchState.IN_DOUBT, lease_expires_at=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return Recovery(requeued=requeued, in_doubt=in_doubt)
+
+
+def resolve_in_doubt(session: Session, touch_id: int, *, was_sent: bool, now: datetime) -> bool:
+    """The operator's (or a Sent-folder match's) verdict on an in-doubt touch."""
+    values: dict[str, object] = {"updated_at": now, "claimed_by": None}
+    if was_sent:
+        values |= {"state": TouchState.SENT, "sent_at": now}
+    else:
+        values |= {"state": TouchState.QUEUED, "due_at": now}
+    stmt = (
+        update(CommunicationLog)
+        .where(CommunicationLog.id == touch_id, CommunicationLog.state == TouchState.IN_DOUBT)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(stmt).rowcount == 1
