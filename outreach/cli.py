@@ -235,6 +235,11 @@ def up(
     raise typer.Exit(run_up(UpOptions(host, dashboard_port, api_port, smtp_port)))
 
 
+from outreach import cli_mailboxes  # noqa: E402  (sub-commands need the helpers above)
+
+cli_mailboxes.register(app)
+
+
 def main() -> None:
     app()
 
