@@ -77,6 +77,7 @@ def _logging() -> None:
         stream=sys.stderr,
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # revision checks are not news
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)  # every run is not news
 
 
 # --- db ------------------------------------------------------------------------------------------
@@ -191,7 +192,7 @@ def serve(
     from outreach.tracking import create_app
 
     engine = open_checked_engine()
-    require_free_port(host, port, "tracking/API service")
+    require_free_port(host, port, "tracking/API service", "--port")
     uvicorn.run(create_app(engine), host=host, port=port, log_level="info", server_header=False)
 
 
