@@ -99,3 +99,22 @@ def ensure_admin(session: Session, password_from_env: str | None) -> str | None:
         generated = password_from_env = secrets.token_urlsafe(12)
     create_user(session, ADMIN_USERNAME, password_from_env, UserRole.ADMIN)
     return generated
+
+
+def get_active_user(session: Session, user_id: int) -> UserView | None:
+    """Re-checked on every dashboard run, so deactivation and role changes apply at once."""
+    user = session.get(User, user_id)
+    return _view(user) if user is not None and user.is_active else None
+
+
+def change_password(session: Session, user_id: int, current: str, new: str) -> None:
+    user = session.get(User, user_id)
+    if user is None:
+        raise OutreachError("user not found")
+    try:
+        _hasher.verify(user.password_hash, current)
+    except (VerificationError, InvalidHashError):
+        raise OutreachError("current password: wrong password") from None
+    if len(new) < MIN_PASSWORD_LENGTH:
+        raise OutreachError(f"new password: use at least {MIN_PASSWORD_LENGTH} characters")
+    user.password_hash = hash_password(new)

@@ -60,3 +60,24 @@ def test_first_admin_with_generated_password(session) -> None:
     generated = ensure_admin(session, None)
     assert generated and len(generated) >= 12
     assert authenticate(session, "admin", generated, NOW) is not None
+
+
+def test_change_password_needs_the_current_one(session) -> None:
+    from outreach.users import change_password
+
+    user = create_user(session, "dana", "correct horse battery")
+    with pytest.raises(OutreachError, match="current password"):
+        change_password(session, user.id, "wrong one", "a brand new password")
+    with pytest.raises(OutreachError, match="at least 10"):
+        change_password(session, user.id, "correct horse battery", "short")
+    change_password(session, user.id, "correct horse battery", "a brand new password")
+    assert authenticate(session, "dana", "a brand new password", NOW) is not None
+
+
+def test_deactivated_user_is_not_active(session) -> None:
+    from outreach.users import get_active_user
+
+    user = create_user(session, "dana", "correct horse battery")
+    assert get_active_user(session, user.id) == user
+    session.get(User, user.id).is_active = False
+    assert get_active_user(session, user.id) is None

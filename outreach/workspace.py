@@ -1,0 +1,622 @@
+"""What the dashboard reads: counts, summaries and pages of rows, as plain data.
+
+Every function takes the caller's session and returns dataclasses or lists of dicts, so a face can show
+(or cache) them without holding ORM objects. Counting happens in SQL (`count` + `group_by`) and tables
+are read a page at a time (`limit`/`offset`): the cost of a screen does not grow with the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from db.enums import (
+    CampaignState,
+    EnrollmentState,
+    EventKind,
+    LeadStage,
+    ResponseKind,
+    StepType,
+    TaskState,
+    TouchState,
+)
+from db.models import (
+    CommunicationLog,
+    EngagementEvent,
+    Enrollment,
+    LeadQualification,
+    Mailbox,
+    MessageVariant,
+    OutreachCampaign,
+    Prospect,
+    ProspectList,
+    ProspectListMember,
+    ResponseAnalysis,
+    SequenceStep,
+    Suppression,
+    Task,
+    User,
+)
+from outreach.config import SECRET_KEY_FILE, Settings, redact_url
+from outreach.worker import latest_heartbeats
+
+# The worker beats every 15 s; four missed beats in a row means it is not running.
+WORKER_ALIVE_WITHIN_S = 60
+SEARCH_MAX_LENGTH = 200
+
+
+def _counts(session: Session, column: Any, *where: ColumnElement[bool]) -> dict[str, int]:
+    """`{value: count}` for one column, counted by the database."""
+    stmt = select(column, func.count()).group_by(column)
+    for clause in where:
+        stmt = stmt.where(clause)
+    return {str(value): count for value, count in session.execute(stmt)}
+
+
+def _in_order(counts: dict[str, int], order: type[Any]) -> dict[str, int]:
+    """Every enum value in declaration order, zero when absent, so tables keep a stable shape."""
+    return {member.value: counts.get(member.value, 0) for member in order}
+
+
+def _full_name(first: str | None, last: str | None) -> str:
+    return " ".join(part for part in (first, last) if part)
+
+
+# --- prospects -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListCount:
+    id: int
+    name: str
+    members: int
+
+
+@dataclass(frozen=True)
+class ProspectTotals:
+    prospects: int
+    role_addresses: int
+    disposable: int
+    suppressions: int
+    lists: list[ListCount]
+
+
+def prospect_totals(session: Session) -> ProspectTotals:
+    """The numbers above the prospect table, and every list with its member count."""
+    total, role, disposable = session.execute(
+        select(
+            func.count(Prospect.id),
+            func.count(Prospect.id).filter(Prospect.is_role_address.is_(True)),
+            func.count(Prospect.id).filter(Prospect.is_disposable.is_(True)),
+        )
+    ).one()
+    suppressions = session.scalar(select(func.count(Suppression.id))) or 0
+    members = (
+        select(ProspectList.id, ProspectList.name, func.count(ProspectListMember.prospect_id))
+        .outerjoin(ProspectListMember, ProspectListMember.list_id == ProspectList.id)
+        .group_by(ProspectList.id, ProspectList.name)
+        .order_by(ProspectList.name)
+    )
+    lists = [ListCount(list_id, name, count) for list_id, name, count in session.execute(members)]
+    return ProspectTotals(total, role, disposable, suppressions, lists)
+
+
+def _prospect_filter(stmt: Select[Any], search: str | None, list_id: int | None) -> Select[Any]:
+    if list_id is not None:
+        stmt = stmt.where(
+            Prospect.id.in_(select(ProspectListMember.prospect_id).where(ProspectListMember.list_id == list_id))
+        )
+    term = (search or "").strip().lower()[:SEARCH_MAX_LENGTH]
+    if term:
+        stmt = stmt.where(
+            or_(
+                Prospect.email_normalized.contains(term, autoescape=True),
+                func.lower(Prospect.company).contains(term, autoescape=True),
+                func.lower(Prospect.first_name).contains(term, autoescape=True),
+                func.lower(Prospect.last_name).contains(term, autoescape=True),
+            )
+        )
+    return stmt
+
+
+def count_prospects(session: Session, *, search: str | None = None, list_id: int | None = None) -> int:
+    stmt = _prospect_filter(select(func.count(Prospect.id)), search, list_id)
+    return session.scalar(stmt) or 0
+
+
+def prospect_rows(
+    session: Session, *, limit: int, offset: int = 0, search: str | None = None, list_id: int | None = None
+) -> list[dict[str, Any]]:
+    """One page of prospects, newest first, with the flags an operator checks before sending."""
+    stmt = _prospect_filter(select(Prospect), search, list_id)
+    stmt = stmt.order_by(Prospect.id.desc()).limit(limit).offset(offset)  # the primary key: no sort at scale
+    rows = []
+    for p in session.scalars(stmt):
+        flags = [name for name, on in (("role address", p.is_role_address), ("disposable", p.is_disposable)) if on]
+        rows.append(
+            {
+                "email": p.email,
+                "name": _full_name(p.first_name, p.last_name),
+                "company": p.company or "",
+                "title": p.title or "",
+                "country": p.country or "",
+                "flags": ", ".join(flags),
+                "added": p.created_at,
+            }
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class ProspectOption:
+    id: int
+    email: str
+    name: str
+
+
+def find_prospects(session: Session, search: str | None, *, limit: int = 50) -> list[ProspectOption]:
+    """Prospects matching a search, for pickers (email, name or company)."""
+    stmt = _prospect_filter(select(Prospect.id, Prospect.email, Prospect.first_name, Prospect.last_name), search, None)
+    stmt = stmt.order_by(Prospect.email_normalized).limit(limit)
+    return [ProspectOption(pid, email, _full_name(first, last)) for pid, email, first, last in session.execute(stmt)]
+
+
+PROSPECT_FIELDS = (
+    "email",
+    "first_name",
+    "last_name",
+    "title",
+    "seniority",
+    "company",
+    "company_domain",
+    "website",
+    "industry",
+    "employee_count",
+    "city",
+    "state",
+    "country",
+    "timezone",
+    "linkedin_url",
+    "phone",
+)
+
+
+def prospect_fields(session: Session, prospect_id: int) -> dict[str, Any] | None:
+    """The fields a message can be personalized with (custom fields included), as stored; None if gone."""
+    prospect = session.get(Prospect, prospect_id)
+    if prospect is None:
+        return None
+    fields = {name: getattr(prospect, name) for name in PROSPECT_FIELDS}
+    fields.update({f"custom.{key}": value for key, value in sorted(prospect.custom_fields.items())})
+    return fields
+
+
+# --- campaigns -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CampaignSummary:
+    id: int
+    name: str
+    state: CampaignState
+    steps: int
+    enrollments: dict[str, int]  # every EnrollmentState value, in order
+    paused_reason: str | None
+    created_at: datetime
+    launched_at: datetime | None
+
+
+def campaign_summaries(session: Session) -> list[CampaignSummary]:
+    """Every campaign with its step count and how many prospects are in each enrollment state."""
+    step_counts = dict(
+        session.execute(
+            select(SequenceStep.campaign_id, func.count(SequenceStep.id)).group_by(SequenceStep.campaign_id)
+        ).all()
+    )
+    enrolled: dict[int, dict[str, int]] = {}
+    by_state = select(Enrollment.campaign_id, Enrollment.state, func.count(Enrollment.id)).group_by(
+        Enrollment.campaign_id, Enrollment.state
+    )
+    for campaign_id, state, count in session.execute(by_state):
+        enrolled.setdefault(campaign_id, {})[str(state)] = count
+    campaigns = session.scalars(select(OutreachCampaign).order_by(OutreachCampaign.created_at.desc()))
+    return [
+        CampaignSummary(
+            id=c.id,
+            name=c.name,
+            state=c.state,
+            steps=step_counts.get(c.id, 0),
+            enrollments=_in_order(enrolled.get(c.id, {}), EnrollmentState),
+            paused_reason=c.paused_reason,
+            created_at=c.created_at,
+            launched_at=c.launched_at,
+        )
+        for c in campaigns
+    ]
+
+
+@dataclass(frozen=True)
+class CampaignOption:
+    id: int
+    name: str
+    state: CampaignState
+
+
+def campaign_options(session: Session) -> list[CampaignOption]:
+    stmt = select(OutreachCampaign.id, OutreachCampaign.name, OutreachCampaign.state).order_by(OutreachCampaign.name)
+    return [CampaignOption(cid, name, state) for cid, name, state in session.execute(stmt)]
+
+
+@dataclass(frozen=True)
+class VariantView:
+    name: str
+    subject: str | None
+    body: str
+    weight: float
+    is_active: bool
+
+
+@dataclass(frozen=True)
+class StepView:
+    position: int
+    type: StepType
+    delay_amount: int
+    delay_unit: str
+    condition: str
+    thread: bool
+    variants: list[VariantView]
+
+
+def campaign_steps(session: Session, campaign_id: int) -> list[StepView]:
+    """A campaign's sequence as stored: steps in order with their variants' raw templates."""
+    stmt = (
+        select(SequenceStep)
+        .where(SequenceStep.campaign_id == campaign_id)
+        .options(selectinload(SequenceStep.variants))
+        .order_by(SequenceStep.position)
+    )
+    return [
+        StepView(
+            position=step.position,
+            type=step.type,
+            delay_amount=step.delay_amount,
+            delay_unit=str(step.delay_unit),
+            condition=str(step.condition),
+            thread=step.thread,
+            variants=[VariantView(v.name, v.subject, v.body, v.weight, v.is_active) for v in step.variants],
+        )
+        for step in session.scalars(stmt)
+    ]
+
+
+def enrollment_of(session: Session, campaign_id: int, prospect_id: int) -> dict[str, Any] | None:
+    """Where one prospect stands in one campaign, or None when not enrolled."""
+    row = session.scalar(
+        select(Enrollment).where(Enrollment.campaign_id == campaign_id, Enrollment.prospect_id == prospect_id)
+    )
+    if row is None:
+        return None
+    return {
+        "state": str(row.state),
+        "stop_reason": str(row.stop_reason) if row.stop_reason else None,
+        "next_step": row.next_step,
+        "next_due_at": row.next_due_at,
+        "paused_until": row.paused_until,
+    }
+
+
+# --- inbox and tasks -----------------------------------------------------------------------------
+
+
+def inbound_counts(session: Session) -> dict[str, int]:
+    """Inbound messages by kind (reply, auto-reply, bounce, unmatched)."""
+    return _in_order(_counts(session, ResponseAnalysis.kind), ResponseKind)
+
+
+def _inbound_filter(stmt: Select[Any], kind: ResponseKind | None) -> Select[Any]:
+    return stmt if kind is None else stmt.where(ResponseAnalysis.kind == kind)
+
+
+def count_inbound(session: Session, *, kind: ResponseKind | None = None) -> int:
+    return session.scalar(_inbound_filter(select(func.count(ResponseAnalysis.id)), kind)) or 0
+
+
+def inbound_rows(
+    session: Session, *, limit: int, offset: int = 0, kind: ResponseKind | None = None
+) -> list[dict[str, Any]]:
+    """One page of inbound messages, newest first, with what they were classified as."""
+    stmt = (
+        select(ResponseAnalysis, Prospect.email, OutreachCampaign.name)
+        .outerjoin(Prospect, Prospect.id == ResponseAnalysis.prospect_id)
+        .outerjoin(OutreachCampaign, OutreachCampaign.id == ResponseAnalysis.campaign_id)
+        .order_by(ResponseAnalysis.received_at.desc(), ResponseAnalysis.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = []
+    for message, prospect_email, campaign_name in session.execute(_inbound_filter(stmt, kind)):
+        rows.append(
+            {
+                "received": message.received_at,
+                "kind": str(message.kind),
+                "intent": str(message.intent) if message.intent else "",
+                "sentiment": message.sentiment,
+                "from": message.from_address or "",
+                "subject": message.subject or "",
+                "prospect": prospect_email or "",
+                "campaign": campaign_name or "",
+            }
+        )
+    return rows
+
+
+def count_open_tasks(session: Session) -> int:
+    return session.scalar(select(func.count(Task.id)).where(Task.state == TaskState.OPEN)) or 0
+
+
+def open_task_rows(session: Session, *, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+    """Open LinkedIn and call tasks, soonest due first."""
+    stmt = (
+        select(Task, Prospect.email, Prospect.first_name, Prospect.last_name, Prospect.company, OutreachCampaign.name)
+        .join(Prospect, Prospect.id == Task.prospect_id)
+        .outerjoin(OutreachCampaign, OutreachCampaign.id == Task.campaign_id)
+        .where(Task.state == TaskState.OPEN)
+        .order_by(Task.due_at, Task.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [
+        {
+            "due": task.due_at,
+            "type": str(task.type),
+            "prospect": email,
+            "name": _full_name(first, last),
+            "company": company or "",
+            "campaign": campaign or "",
+            "instructions": task.body,
+        }
+        for task, email, first, last, company, campaign in session.execute(stmt)
+    ]
+
+
+# --- analytics -----------------------------------------------------------------------------------
+
+
+def touch_counts(session: Session, *, campaign_id: int | None = None) -> dict[str, int]:
+    """Touches (the outbox and its history) by state, optionally for one campaign."""
+    stmt = select(CommunicationLog.state, func.count(CommunicationLog.id)).group_by(CommunicationLog.state)
+    if campaign_id is not None:
+        stmt = stmt.join(Enrollment, Enrollment.id == CommunicationLog.enrollment_id).where(
+            Enrollment.campaign_id == campaign_id
+        )
+    return _in_order({str(state): count for state, count in session.execute(stmt)}, TouchState)
+
+
+def event_counts(session: Session, *, campaign_id: int | None = None) -> list[dict[str, Any]]:
+    """Engagement events by kind, people and machines (privacy proxies, link scanners) counted apart."""
+    stmt = select(EngagementEvent.kind, EngagementEvent.is_machine, func.count(EngagementEvent.id)).group_by(
+        EngagementEvent.kind, EngagementEvent.is_machine
+    )
+    if campaign_id is not None:
+        stmt = stmt.where(EngagementEvent.campaign_id == campaign_id)
+    by_kind: dict[str, dict[str, int]] = {}
+    for kind, is_machine, count in session.execute(stmt):
+        by_kind.setdefault(str(kind), {"people": 0, "machines": 0})["machines" if is_machine else "people"] += count
+    return [
+        {"kind": kind.value, **by_kind[kind.value], "total": sum(by_kind[kind.value].values())}
+        for kind in EventKind
+        if kind.value in by_kind
+    ]
+
+
+# --- experiments ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    name: str
+    is_active: bool
+    weight: float
+    sent: int
+    replied: int
+
+    @property
+    def reply_rate(self) -> float | None:
+        """Replied touches over sent touches; None before anything was sent."""
+        return self.replied / self.sent if self.sent else None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    campaign: str
+    campaign_state: CampaignState
+    step_position: int
+    step_type: StepType
+    variants: list[VariantResult]
+
+
+def experiments(session: Session) -> list[Experiment]:
+    """Steps with two or more variants, and how many touches each variant sent and got replies to."""
+    multi = (
+        select(MessageVariant.step_id)
+        .group_by(MessageVariant.step_id)
+        .having(func.count(MessageVariant.id) >= 2)
+        .scalar_subquery()
+    )
+    steps = list(
+        session.execute(
+            select(SequenceStep, OutreachCampaign.name, OutreachCampaign.state)
+            .join(OutreachCampaign, OutreachCampaign.id == SequenceStep.campaign_id)
+            .where(SequenceStep.id.in_(multi))
+            .options(selectinload(SequenceStep.variants))
+            .order_by(OutreachCampaign.name, SequenceStep.position)
+        )
+    )
+    variant_ids = [v.id for step, _, _ in steps for v in step.variants]
+    sent = _variant_counts(session, variant_ids, CommunicationLog.sent_at.is_not(None))
+    replied = _replied_counts(session, variant_ids)
+    return [
+        Experiment(
+            campaign=name,
+            campaign_state=state,
+            step_position=step.position,
+            step_type=step.type,
+            variants=[
+                VariantResult(v.name, v.is_active, v.weight, sent.get(v.id, 0), replied.get(v.id, 0))
+                for v in step.variants
+            ],
+        )
+        for step, name, state in steps
+    ]
+
+
+def _variant_counts(session: Session, variant_ids: list[int], *where: ColumnElement[bool]) -> dict[int, int]:
+    if not variant_ids:
+        return {}
+    stmt = (
+        select(CommunicationLog.variant_id, func.count(CommunicationLog.id))
+        .where(CommunicationLog.variant_id.in_(variant_ids), *where)
+        .group_by(CommunicationLog.variant_id)
+    )
+    return dict(session.execute(stmt).all())
+
+
+def _replied_counts(session: Session, variant_ids: list[int]) -> dict[int, int]:
+    """Touches with at least one human reply (not auto-replies), per variant."""
+    if not variant_ids:
+        return {}
+    stmt = (
+        select(CommunicationLog.variant_id, func.count(func.distinct(CommunicationLog.id)))
+        .join(ResponseAnalysis, ResponseAnalysis.communication_id == CommunicationLog.id)
+        .where(CommunicationLog.variant_id.in_(variant_ids), ResponseAnalysis.kind == ResponseKind.REPLY)
+        .group_by(CommunicationLog.variant_id)
+    )
+    return dict(session.execute(stmt).all())
+
+
+# --- leads ---------------------------------------------------------------------------------------
+
+
+def lead_stage_counts(session: Session) -> dict[str, int]:
+    return _in_order(_counts(session, LeadQualification.stage), LeadStage)
+
+
+def count_leads(session: Session, *, stage: LeadStage | None = None) -> int:
+    stmt = select(func.count(LeadQualification.id))
+    if stage is not None:
+        stmt = stmt.where(LeadQualification.stage == stage)
+    return session.scalar(stmt) or 0
+
+
+def lead_rows(session: Session, *, limit: int, offset: int = 0, stage: LeadStage | None = None) -> list[dict[str, Any]]:
+    """One page of qualified leads, highest score first."""
+    stmt = (
+        select(LeadQualification, Prospect)
+        .join(Prospect, Prospect.id == LeadQualification.prospect_id)
+        .order_by(LeadQualification.score.desc(), LeadQualification.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    if stage is not None:
+        stmt = stmt.where(LeadQualification.stage == stage)
+    return [
+        {
+            "email": p.email,
+            "name": _full_name(p.first_name, p.last_name),
+            "company": p.company or "",
+            "stage": str(lead.stage),
+            "score": lead.score,
+            "updated": lead.updated_at,
+        }
+        for lead, p in session.execute(stmt)
+    ]
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkspaceInfo:
+    data_dir: str
+    database: str  # password redacted
+    base_url: str
+    capture_dir: str
+    secret_key_source: str  # where the key comes from; never the key
+
+
+def workspace_info(settings: Settings) -> WorkspaceInfo:
+    """The workspace's configuration, safe to show: no database password, no secret key."""
+    key_file = settings.data_dir / SECRET_KEY_FILE
+    if settings.secret_key_from_env:
+        source = "environment variable OUTREACH_SECRET_KEY"
+    elif key_file.exists():
+        source = f"file {key_file} in the data directory"
+    else:
+        source = f"generated into {key_file} on first use"
+    return WorkspaceInfo(
+        data_dir=str(settings.data_dir),
+        database=redact_url(settings.database_url),
+        base_url=settings.base_url,
+        capture_dir=str(settings.capture_dir),
+        secret_key_source=source,
+    )
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    worker_id: str
+    hostname: str
+    pid: int
+    started_at: datetime
+    last_seen_at: datetime
+    seconds_ago: int
+    alive: bool
+
+
+def worker_statuses(session: Session, now: datetime) -> list[WorkerStatus]:
+    """Each worker that reported recently, most recent first, and whether it still looks alive."""
+    statuses = []
+    for beat in latest_heartbeats(session):
+        ago = max(0, int((now - beat.last_seen_at).total_seconds()))
+        statuses.append(
+            WorkerStatus(
+                worker_id=beat.worker_id,
+                hostname=beat.hostname,
+                pid=beat.pid,
+                started_at=beat.started_at,
+                last_seen_at=beat.last_seen_at,
+                seconds_ago=ago,
+                alive=ago <= WORKER_ALIVE_WITHIN_S,
+            )
+        )
+    return statuses
+
+
+def mailbox_rows(session: Session) -> list[dict[str, Any]]:
+    """Sending mailboxes; passwords live in environment variables, so only those variables' names appear."""
+    rows = []
+    for m in session.scalars(select(Mailbox).order_by(Mailbox.name)):
+        rows.append(
+            {
+                "name": m.name,
+                "from": m.from_address,
+                "smtp": f"{m.smtp_host}:{m.smtp_port}",
+                "tls": str(m.tls),
+                "user": m.smtp_user or "",
+                "password env var": m.password_env or "",
+                "imap": f"{m.imap_host}:{m.imap_port}" if m.imap_host else "",
+                "daily limit": m.daily_limit,
+                "per minute": m.per_minute,
+                "state": str(m.state),
+                "paused because": m.paused_reason or "",
+            }
+        )
+    return rows
+
+
+def count_users(session: Session) -> int:
+    return session.scalar(select(func.count(User.id))) or 0
