@@ -151,7 +151,7 @@ class Prospect(Timestamped, Base):
     employee_count: Mapped[int | None]
     city: Mapped[str | None] = mapped_column(String(200))
     state: Mapped[str | None] = mapped_column(String(200))
-    country: Mapped[str | None] = mapped_column(String(100))
+    country: Mapped[str | None] = mapped_column(String(100), index=True)  # the prospects page filters on it
     timezone: Mapped[str | None] = mapped_column(String(64))
     linkedin_url: Mapped[str | None] = mapped_column(String(2048))
     phone: Mapped[str | None] = mapped_column(String(50))
@@ -163,6 +163,25 @@ class Prospect(Timestamped, Base):
     memberships: Mapped[list[ProspectListMember]] = relationship(
         back_populates="prospect", cascade="all, delete-orphan", passive_deletes=True
     )
+
+
+class ProspectTag(Base):
+    """A free label on a prospect; its own table so filtering by tag uses an index at 1M prospects."""
+
+    __tablename__ = "prospect_tags"
+
+    prospect_id: Mapped[int] = mapped_column(ForeignKey("prospects.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
+
+
+class ImportPreset(Timestamped, Base):
+    """A saved column mapping (file header -> prospect field), reused for files from the same exporter."""
+
+    __tablename__ = "import_presets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    mapping: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class ProspectList(Base):
@@ -231,12 +250,14 @@ class Mailbox(Timestamped, Base):
     imap_user: Mapped[str | None] = mapped_column(String(320))
     imap_password_env: Mapped[str | None] = mapped_column(String(100))
     imap_folders: Mapped[list[Any]] = mapped_column(default=list)
-    daily_limit: Mapped[int] = mapped_column(Integer, default=40)
+    daily_limit: Mapped[int] = mapped_column(Integer, default=30)
     per_minute: Mapped[int] = mapped_column(Integer, default=2)
     ramp_start: Mapped[int | None]
     ramp_increment: Mapped[int | None]
     state: Mapped[MailboxState] = mapped_column(str_enum(MailboxState, "mailbox_state"), default=MailboxState.ACTIVE)
     paused_reason: Mapped[str | None] = mapped_column(String(300))
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)  # connection/login failures in a row
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class CampaignMailbox(Base):
@@ -361,6 +382,7 @@ class CommunicationLog(Timestamped, Base):
     in_reply_to: Mapped[str | None] = mapped_column(String(255))
     subject: Mapped[str | None] = mapped_column(Text)
     body_text: Mapped[str | None] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
     links: Mapped[list[Any]] = mapped_column(default=list)  # the only URLs a click may redirect to
     sent_at: Mapped[datetime | None] = mapped_column(index=True)
 

@@ -240,6 +240,14 @@ from outreach import cli_mailboxes  # noqa: E402  (sub-commands need the helpers
 
 cli_mailboxes.register(app)
 
+from outreach import cli_prospects  # noqa: E402
+
+cli_prospects.register(app)
+
+from outreach import cli_campaigns  # noqa: E402
+
+cli_campaigns.register(app)
+
 
 def main() -> None:
     app()

@@ -11,6 +11,7 @@ from outreach.errors import ConfigError
 
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+PREVIOUS_KEYS_ENV = "OUTREACH_SECRET_KEY_PREVIOUS"  # comma-separated keys that still verify old links
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Settings:
     database_url: str
     base_url: str
     secret_key_from_env: str | None
+    previous_secret_keys: tuple[str, ...] = ()
 
     @property
     def capture_dir(self) -> Path:
@@ -33,6 +35,10 @@ class Settings:
         if self.secret_key_from_env:
             return self.secret_key_from_env
         return load_or_create_secret(self.data_dir / SECRET_KEY_FILE)
+
+    def secret_keys(self) -> list[str]:
+        """The key ring: the current key signs; older ones (OUTREACH_SECRET_KEY_PREVIOUS) still verify."""
+        return [self.secret_key(), *self.previous_secret_keys]
 
 
 def normalize_database_url(url: str) -> str:
@@ -62,6 +68,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         database_url=normalize_database_url(url),
         base_url=base_url,
         secret_key_from_env=env.get("OUTREACH_SECRET_KEY") or None,
+        previous_secret_keys=tuple(k.strip() for k in env.get(PREVIOUS_KEYS_ENV, "").split(",") if k.strip()),
     )
 
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
-from db.enums import MailboxState, TouchState
+from db.enums import MailboxState, StepType, TouchState
 from db.models import CommunicationLog, Mailbox
 
 CLAIMABLE = (TouchState.QUEUED, TouchState.RETRY_WAIT)
@@ -62,7 +62,12 @@ def mailbox_capacity(session: Session, mailbox: Mailbox, now: datetime) -> int:
 
 
 def _due(now: datetime) -> list:
-    return [CommunicationLog.state.in_(CLAIMABLE), CommunicationLog.due_at <= now]
+    """Email touches only: LinkedIn and call touches are done by a person through their task."""
+    return [
+        CommunicationLog.state.in_(CLAIMABLE),
+        CommunicationLog.due_at <= now,
+        CommunicationLog.channel == StepType.EMAIL,
+    ]
 
 
 def _claim(
@@ -229,3 +234,19 @@ def resolve_in_doubt(session: Session, touch_id: int, *, was_sent: bool, now: da
         .execution_options(synchronize_session=False)
     )
     return session.execute(stmt).rowcount == 1
+
+
+def defer(session: Session, touch_id: int, worker_id: str, due_at: datetime, now: datetime) -> bool:
+    """Claimed, but not to be sent now (outside the prospect's window, campaign paused): back to the queue."""
+    return _move(
+        session, touch_id, worker_id, TouchState.CLAIMED,
+        state=TouchState.QUEUED, due_at=due_at, claimed_by=None, lease_expires_at=None, updated_at=now,
+    )  # fmt: skip
+
+
+def cancel_claimed(session: Session, touch_id: int, worker_id: str, reason: str, now: datetime) -> bool:
+    """The claim-time check found the touch must not go (enrollment stopped, address suppressed)."""
+    return _move(
+        session, touch_id, worker_id, TouchState.CLAIMED,
+        state=TouchState.CANCELLED, last_error=reason, lease_expires_at=None, updated_at=now,
+    )  # fmt: skip

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from db.engine import transaction
 from db.models import WorkerHeartbeat
+from outreach.config import Settings, load_settings
 
 log = logging.getLogger("outreach.worker")
 
@@ -42,19 +43,27 @@ class WorkerIdentity:
 class JobContext:
     now: datetime
     worker: WorkerIdentity
+    settings: Settings
+    clock: Callable[[], datetime]  # for work that takes a while (sending): the time at each step
 
 
 JobBody = Callable[[Session, JobContext], str | None]
+EngineJobBody = Callable[[Engine, JobContext], str | None]
 
 
 @dataclass(frozen=True)
 class Job:
-    """A periodic job: its body runs in one transaction and returns a short summary (or None)."""
+    """A periodic job returning a short summary (or None).
+
+    A plain body runs in one transaction; an engine body (sending) opens the short transactions it
+    needs itself, because a touch's state must be committed before and after the SMTP conversation.
+    """
 
     id: str
     every_seconds: int
-    body: JobBody
+    body: JobBody | EngineJobBody
     description: str
+    own_transactions: bool = False
 
 
 def heartbeat(session: Session, ctx: JobContext) -> str | None:
@@ -82,42 +91,75 @@ def heartbeat(session: Session, ctx: JobContext) -> str | None:
     return None
 
 
-# The one place jobs are registered. Sending, inbox polling and triggers join with their issues.
-JOBS: tuple[Job, ...] = (Job("heartbeat", 15, heartbeat, "records that this worker is alive"),)
+def _send(engine: Engine, ctx: JobContext) -> str | None:
+    from outreach.sending import send_tick
+
+    return send_tick(engine, ctx).summary()
+
+
+def _tasks_and_finish(session: Session, ctx: JobContext) -> str | None:
+    from outreach.sending import finish_campaigns
+
+    return finish_campaigns(session, ctx)
+
+
+# The one place jobs are registered. Inbox polling and triggers join with their issues.
+JOBS: tuple[Job, ...] = (
+    Job("heartbeat", 15, heartbeat, "records that this worker is alive"),
+    Job("send", 5, _send, "recovers expired leases, plans due touches and sends them", own_transactions=True),
+    Job("finish", 60, _tasks_and_finish, "marks campaigns with nothing left to do as finished"),
+)
 
 
 def run_job(engine: Engine, job: Job, ctx: JobContext) -> str | None:
+    if job.own_transactions:
+        return job.body(engine, ctx)  # type: ignore[arg-type]
     with transaction(engine) as session:
-        return job.body(session, ctx)
+        return job.body(session, ctx)  # type: ignore[arg-type]
 
 
-def run_once(engine: Engine, now: datetime, worker: WorkerIdentity | None = None) -> list[tuple[str, str | None]]:
-    """Run every job once, in registration order, as if the clock read `now`."""
-    ctx = JobContext(now=now, worker=worker or WorkerIdentity.current())
+def _fixed(now: datetime) -> Callable[[], datetime]:
+    return lambda: now
+
+
+def run_once(
+    engine: Engine, now: datetime, worker: WorkerIdentity | None = None, settings: Settings | None = None
+) -> list[tuple[str, str | None]]:
+    """Run every job once, in registration order, as if the clock read `now` (and stood still)."""
+    ctx = JobContext(now, worker or WorkerIdentity.current(), settings or load_settings(), _fixed(now))
     return [(job.id, run_job(engine, job, ctx)) for job in JOBS]
 
 
-def _scheduled(engine: Engine, job: Job, worker: WorkerIdentity, clock: Callable[[], datetime]) -> Callable[[], None]:
+def _scheduled(
+    engine: Engine, job: Job, worker: WorkerIdentity, settings: Settings, clock: Callable[[], datetime]
+) -> Callable[[], None]:
     def tick() -> None:
-        summary = run_job(engine, job, JobContext(now=clock(), worker=worker))
+        try:
+            summary = run_job(engine, job, JobContext(clock(), worker, settings, clock))
+        except Exception:
+            log.exception("%s failed; it runs again at its next interval", job.id)
+            return
         if summary:
             log.info("%s: %s", job.id, summary)
 
     return tick
 
 
-def build_scheduler(engine: Engine, clock: Callable[[], datetime] | None = None) -> BlockingScheduler:
+def build_scheduler(
+    engine: Engine, clock: Callable[[], datetime] | None = None, settings: Settings | None = None
+) -> BlockingScheduler:
     clock = clock or (lambda: datetime.now(UTC))
+    settings = settings or load_settings()
     worker = WorkerIdentity.current()
     scheduler = BlockingScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
     for job in JOBS:
         scheduler.add_job(
-            _scheduled(engine, job, worker, clock),
+            _scheduled(engine, job, worker, settings, clock),
             "interval",
             seconds=job.every_seconds,
             id=job.id,
             name=job.description,
-            next_run_time=clock(),
+            next_run_time=datetime.now(UTC),  # APScheduler runs on the real clock
         )
     return scheduler
 
