@@ -143,6 +143,7 @@ class FilePreview:
     header: list[str]
     samples: list[list[str]]
     mapping: ColumnMapping
+    has_email: bool  # False: the page must have the user pick the email column before a dry run
 
 
 class ImportAbortedError(OutreachError):
@@ -159,7 +160,7 @@ def preview_file(
     preset_mapping: Mapping[str, str] | None = None,
 ) -> FilePreview:
     """Sniff the file and propose a mapping, reading only its first rows."""
-    pf, first, resolved = _open(Path(path), mapping, preset_mapping)
+    pf, first, resolved = _open(Path(path), mapping, preset_mapping, require_email=False)
     return FilePreview(
         file_name=pf.path.name,
         kind=pf.kind,
@@ -170,6 +171,7 @@ def preview_file(
         header=pf.header,
         samples=first.rows[:SAMPLE_ROWS] if first else [],
         mapping=resolved,
+        has_email="email" in resolved.targets.values(),
     )
 
 
@@ -206,17 +208,23 @@ def import_prospects(
 
 
 def _open(
-    path: Path, overrides: Mapping[str, str] | None, preset: Mapping[str, str] | None
+    path: Path,
+    overrides: Mapping[str, str] | None,
+    preset: Mapping[str, str] | None,
+    *,
+    require_email: bool = True,
 ) -> tuple[ProspectFile, Chunk | None, ColumnMapping]:
     extra = [h for h, t in chain((preset or {}).items(), (overrides or {}).items()) if t.strip().lower() == "email"]
     pf = open_prospect_file(path, lambda cells: header_score(cells, extra))
     chunks = pf.chunks(SAMPLE_ROWS)
     first = next(chunks, None)
     samples = first.rows if first else []
-    merged = resolve_mapping(pf.header, samples, preset, strict=False, file_name=path.name)
-    if overrides:
-        merged = resolve_mapping(pf.header, samples, {**merged.targets, **overrides}, file_name=path.name)
-    require_email_column(merged, path.name)
+    if overrides:  # the user's own overrides must name real columns; a preset's may be for another file
+        resolve_mapping(pf.header, samples, overrides, file_name=path.name)
+    combined = {**(preset or {}), **(overrides or {})}
+    merged = resolve_mapping(pf.header, samples, combined, strict=False, file_name=path.name)
+    if require_email:
+        require_email_column(merged, path.name)
     return pf, first, merged
 
 

@@ -240,8 +240,10 @@ def test_search_filters_and_detail(engine: Engine):
 
 def test_presets_save_load_and_apply(engine: Engine, tmp_path: Path):
     write_csv(tmp_path / "odd.csv", [["E-Mail Adresse", "Vorname"], ["hans@acme-corp.de", "Hans"]])
-    with pytest.raises(OutreachError, match="no email column"):
-        preview_file(tmp_path / "odd.csv")
+    assert not preview_file(tmp_path / "odd.csv").has_email
+    assert preview_file(tmp_path / "odd.csv", mapping={"E-Mail Adresse": "email"}).has_email
+    with pytest.raises(OutreachError, match="no email column"), transaction(engine) as session:
+        dry_run(session, tmp_path / "odd.csv", ImportOptions(), secret_key=SECRET)
     with transaction(engine) as session:
         save_preset(session, "German CRM", {"E-Mail Adresse": "email", "Vorname": "first_name"})
         assert [p.name for p in list_presets(session)] == ["German CRM"]
@@ -272,3 +274,13 @@ def test_arbitrary_cells_never_crash_never_half_write_and_always_add_up(engine: 
         return
     assert adds_up(report)
     assert prospect_count(engine) == before + report.imported
+
+
+def test_mapping_another_column_to_email_replaces_the_automatic_choice(engine: Engine, tmp_path: Path):
+    write_csv(tmp_path / "two.csv", [["Email", "Work Email"], ["home@gmail.com", "ann@acme-corp.com"]])
+    report = run(engine, tmp_path / "two.csv", mapping={"Work Email": "email"})
+    assert report.mapping == {"Email": "custom:email_2", "Work Email": "email"}
+    with transaction(engine, readonly=True) as session:
+        ann = session.scalar(select(Prospect))
+        assert ann is not None and ann.email == "ann@acme-corp.com"
+        assert ann.custom_fields == {"email_2": "home@gmail.com"}
