@@ -371,14 +371,14 @@ class CampaignManager:
             for p in self.session.scalars(select(Prospect).where(Prospect.id.in_(_audience(definition))))
             if p.id not in enrolled and not is_suppressed(self.session, p.email_normalized, self.secret_key)
         ]
-        weights = [max(b.daily_limit, 1) for b in boxes]
+        slots = spread_over_mailboxes(len(todo), [max(b.daily_limit, 1) for b in boxes])
         for start in range(0, len(todo), ENROLL_CHUNK):
             chunk = todo[start : start + ENROLL_CHUNK]
             rows = [
                 {
                     "campaign_id": campaign.id,
                     "prospect_id": p.id,
-                    "mailbox_id": boxes[_weighted_slot(start + i, weights)].id,
+                    "mailbox_id": boxes[slots[start + i]].id,
                     "state": EnrollmentState.ACTIVE,
                     "next_step": 0,
                     "next_due_at": self._first_due(definition, p, campaign.id, now),
@@ -635,15 +635,22 @@ class CampaignManager:
         return engagement_counts(self.session, campaign)
 
 
-def _weighted_slot(index: int, weights: Sequence[int]) -> int:
-    """Spread prospects over mailboxes in proportion to their daily limits, deterministically."""
+def spread_over_mailboxes(count: int, weights: Sequence[int]) -> list[int]:
+    """Smooth weighted round-robin: mailbox slots for `count` prospects, in proportion to their weights.
+
+    Deterministic, and balanced at every prefix (two equal mailboxes alternate), so a small audience is
+    spread as evenly as a large one.
+    """
     total = sum(weights)
-    point = (index * 7919) % total  # a prime stride spreads consecutive prospects across the boxes
-    for slot, weight in enumerate(weights):
-        if point < weight:
-            return slot
-        point -= weight
-    return len(weights) - 1
+    current = [0] * len(weights)
+    slots = []
+    for _ in range(count):
+        for slot, weight in enumerate(weights):
+            current[slot] += weight
+        best = max(range(len(weights)), key=lambda k: current[k])
+        current[best] -= total
+        slots.append(best)
+    return slots
 
 
 # --- counts (pure SQL aggregation) ----------------------------------------------------------------
