@@ -54,7 +54,7 @@ from outreach.generator import available_fields, prospect_context, render_touch
 from outreach.schedule import next_send_time
 from outreach.sequence import Definition, Step, Variant, from_data, template_fields, to_data
 from outreach.stats import Arm, ab_test
-from outreach.suppression import is_suppressed
+from outreach.suppression import SuppressionIndex, is_suppressed
 from outreach.templating import TemplateError
 
 CAPTURE_MAILBOX = "capture"
@@ -89,6 +89,7 @@ class LaunchCheck:
     missing_fields: dict[str, int] = field(default_factory=dict)  # field -> prospects lacking it
     first_days: dict[str, int] = field(default_factory=dict)  # ISO date -> first touches due that day
     mailboxes: list[str] = field(default_factory=list)
+    to_enroll: list[tuple[int, datetime]] = field(default_factory=list, repr=False)  # (prospect id, first due)
 
     @property
     def enrollable(self) -> int:
@@ -296,8 +297,8 @@ class CampaignManager:
         """Everything launch verifies, without enrolling anyone. `smtp_check` returns an error or None."""
         definition = definition_of(campaign)
         check = LaunchCheck()
-        if campaign.state not in (CampaignState.DRAFT, CampaignState.PAUSED):
-            check.problems.append(f"the campaign is {campaign.state}; only a draft can be launched")
+        if campaign.state in (CampaignState.FINISHED, CampaignState.ARCHIVED):
+            check.problems.append(f"the campaign is {campaign.state}; copy it under a new name to send again")
         boxes = self.sending_mailboxes(campaign)
         check.mailboxes = [b.name for b in boxes]
         if not boxes:
@@ -317,16 +318,19 @@ class CampaignManager:
         enrolled = set(
             self.session.scalars(select(Enrollment.prospect_id).where(Enrollment.campaign_id == campaign.id))
         )
+        suppressed = SuppressionIndex.load(self.session, self.secret_key).mask([p.email_normalized for p in prospects])
         missing: Counter[str] = Counter()
         needed = template_fields(definition)
-        for prospect in prospects:
+        for prospect, blocked in zip(prospects, suppressed, strict=True):
             if prospect.id in enrolled:
                 check.already_enrolled += 1
-            elif is_suppressed(self.session, prospect.email_normalized, self.secret_key):
+            elif blocked:
                 check.suppressed += 1
             else:
                 missing.update(needed - available_fields(prospect))
-                day = self._first_due(definition, prospect, campaign.id, now).date().isoformat()
+                due = self._first_due(definition, prospect, campaign.id, now)
+                check.to_enroll.append((prospect.id, due))
+                day = due.date().isoformat()
                 check.first_days[day] = check.first_days.get(day, 0) + 1
         check.missing_fields = dict(sorted(missing.items()))
         for name, count in check.missing_fields.items():
@@ -336,7 +340,7 @@ class CampaignManager:
             )
         if check.audience == 0:
             check.problems.append("audience: no prospect matches the campaign's audience")
-        elif check.enrollable == 0 and campaign.state is CampaignState.DRAFT:
+        elif check.enrollable == 0:
             check.problems.append("audience: every matching prospect is suppressed or already enrolled")
         check.first_days = dict(sorted(check.first_days.items())[:14])
         return check
@@ -357,42 +361,37 @@ class CampaignManager:
         smtp_check: Callable[[Mailbox], str | None] | None = None,
         progress: Progress | None = None,
     ) -> LaunchCheck:
-        """Validate, then enroll the audience (all in the caller's one transaction) and start running."""
+        """Validate, then enroll the audience (all in the caller's one transaction) and start running.
+
+        On a running or paused campaign it enrolls prospects that joined the audience since.
+        """
         check = self.check_launch(campaign, now, smtp_check)
         if not check.ok:
             raise CampaignError("cannot launch: " + "; ".join(check.problems))
-        definition = definition_of(campaign)
         boxes = self.sending_mailboxes(campaign)
-        enrolled = set(
-            self.session.scalars(select(Enrollment.prospect_id).where(Enrollment.campaign_id == campaign.id))
-        )
-        todo = [
-            p
-            for p in self.session.scalars(select(Prospect).where(Prospect.id.in_(_audience(definition))))
-            if p.id not in enrolled and not is_suppressed(self.session, p.email_normalized, self.secret_key)
-        ]
+        todo = check.to_enroll
         slots = spread_over_mailboxes(len(todo), [max(b.daily_limit, 1) for b in boxes])
         for start in range(0, len(todo), ENROLL_CHUNK):
             chunk = todo[start : start + ENROLL_CHUNK]
             rows = [
                 {
                     "campaign_id": campaign.id,
-                    "prospect_id": p.id,
+                    "prospect_id": prospect_id,
                     "mailbox_id": boxes[slots[start + i]].id,
                     "state": EnrollmentState.ACTIVE,
                     "next_step": 0,
-                    "next_due_at": self._first_due(definition, p, campaign.id, now),
+                    "next_due_at": due,
                     "created_at": now,
                     "updated_at": now,
                 }
-                for i, p in enumerate(chunk)
+                for i, (prospect_id, due) in enumerate(chunk)
             ]
             self.session.execute(insert(Enrollment), rows)
             if progress:
                 progress(min(start + ENROLL_CHUNK, len(todo)), len(todo))
-        campaign.state = CampaignState.RUNNING
-        campaign.launched_at = campaign.launched_at or now
-        campaign.paused_reason = None
+        if campaign.state is CampaignState.DRAFT:  # launching again later enrolls newcomers, state unchanged
+            campaign.state = CampaignState.RUNNING
+            campaign.launched_at = now
         return check
 
     def pause(self, campaign: OutreachCampaign, reason: str = "paused by the operator") -> None:
