@@ -248,6 +248,10 @@ from outreach import cli_campaigns  # noqa: E402
 
 cli_campaigns.register(app)
 
+from outreach import cli_inbox  # noqa: E402
+
+cli_inbox.register(app)
+
 
 def main() -> None:
     app()

@@ -80,23 +80,25 @@ def _stop(session: Session, condition: ColumnElement[bool], reason: StopReason, 
     stmt = (
         update(Enrollment)
         .where(condition, Enrollment.state.in_(LIVE_STATES))
-        .values(
-            state=EnrollmentState.STOPPED, stop_reason=reason, next_due_at=None, paused_until=None, updated_at=now
-        )
+        .values(state=EnrollmentState.STOPPED, stop_reason=reason, next_due_at=None, paused_until=None, updated_at=now)
         .returning(Enrollment.id)
         .execution_options(synchronize_session="fetch")
     )
     stopped = sorted(session.execute(stmt).scalars())
     if not stopped:
         return StopResult([], 0, 0)
-    return StopResult(stopped, cancel_waiting_touches(session, stopped, now), _skip_open_tasks(session, stopped, reason))
+    return StopResult(
+        stopped, cancel_waiting_touches(session, stopped, now), _skip_open_tasks(session, stopped, reason)
+    )
 
 
 def cancel_waiting_touches(session: Session, enrollment_ids: Sequence[int], now: datetime) -> int:
     """queued / retry_wait → cancelled for these enrollments; returns how many touches moved."""
     stmt = (
         update(CommunicationLog)
-        .where(CommunicationLog.enrollment_id.in_(list(enrollment_ids)), CommunicationLog.state.in_(WAITING_TOUCH_STATES))
+        .where(
+            CommunicationLog.enrollment_id.in_(list(enrollment_ids)), CommunicationLog.state.in_(WAITING_TOUCH_STATES)
+        )
         .values(state=TouchState.CANCELLED, lease_expires_at=None, updated_at=now)
         .execution_options(synchronize_session="fetch")
     )

@@ -19,6 +19,8 @@ from email.parser import BytesParser, HeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 
+import lxml.html
+
 from db.enums import ResponseKind
 from outreach.errors import OutreachError
 
@@ -63,9 +65,20 @@ def _mbox(source: Path) -> Iterator[tuple[str, bytes]]:
 
 def _maildir(source: Path) -> Iterator[tuple[str, bytes]]:
     box = mailbox.Maildir(source, factory=None, create=False)
-    # Maildir names start with the delivery time, so sorting them gives arrival order.
-    for key in sorted(box.iterkeys()):
+    for key in sorted(box.iterkeys(), key=_arrival):
         yield f"{source}:{key}", box.get_bytes(key)
+
+
+_MAILDIR_NAME = re.compile(r"^(\d+)\.(?:[^.]*?M(\d+))?(?:[^.]*?Q(\d+))?")
+
+
+def _arrival(key: str) -> tuple[int, int, int, str]:
+    """Maildir names start with the delivery second, then (usually) M<microseconds> and a counter."""
+    match = _MAILDIR_NAME.match(key)
+    if match is None:
+        return (0, 0, 0, key)
+    seconds, micros, counter = (int(g) if g else 0 for g in match.groups())
+    return (seconds, micros, counter, key)
 
 
 # --- one message ----------------------------------------------------------------------------------
@@ -158,15 +171,13 @@ def text_body(msg: EmailMessage) -> str:
 def _decoded(part: Message) -> str:
     try:
         content = part.get_content()  # type: ignore[attr-defined]
-    except (LookupError, ValueError, AssertionError):
+    except (LookupError, ValueError):
         payload = part.get_payload(decode=True)
         content = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else str(payload or "")
     return content if isinstance(content, str) else content.decode("utf-8", errors="replace")
 
 
 def _html_to_text(html: str) -> str:
-    import lxml.html
-
     try:
         return lxml.html.fromstring(html).text_content()
     except (ValueError, TypeError):
@@ -180,12 +191,13 @@ def _html_to_text(html: str) -> str:
 class BounceReport:
     """What a bounce says about the failed delivery."""
 
-    recipient: str | None
+    recipient: str | None  # the Final-Recipient (or the best address a non-standard bounce names)
     status: str | None  # the enhanced status code, e.g. "5.1.1"
     permanent: bool
-    action: str | None = None  # failed, delayed, delivered, relayed, expanded (DSNs only)
+    action: str | None = None  # failed or delayed (DSNs only)
     diagnostic: str | None = None
     original_message_ids: tuple[str, ...] = ()
+    original_recipient: str | None = None  # the address as first written, before forwarding or aliasing
 
 
 _SYSTEM_LOCAL_PARTS = frozenset({"mailer-daemon", "postmaster", "mdaemon", "mail-daemon", "mailerdaemon"})
@@ -206,6 +218,7 @@ _STRONG_BOUNCE_SUBJECT = re.compile(
     r"delivery report|failed mail)",
     re.I,
 )
+_SUCCESS_SUBJECT = re.compile(r"\((success|relay|relayed|delivered|expanded)\)", re.I)
 _BOUNCE_BODY = re.compile(
     r"(could not be delivered|couldn't be delivered|undeliverable|delivery (to the following recipients? )?"
     r"(has )?failed|permanent(ly)? (error|fatal)|user unknown|unknown user|no such user|"
@@ -300,9 +313,8 @@ def _dsn_report(msg: EmailMessage, recipients: list[Message]) -> BounceReport | 
     action = _action(block)
     diagnostic = _field(block, "Diagnostic-Code")
     status = _status_code(_field(block, "Status")) or _status_code(diagnostic)
-    recipient = _typed_address(_field(block, "Final-Recipient")) or _typed_address(
-        _field(block, "Original-Recipient")
-    )
+    original = _typed_address(_field(block, "Original-Recipient"))
+    recipient = _typed_address(_field(block, "Final-Recipient")) or original
     if status:
         permanent = status.startswith("5")
     else:
@@ -315,6 +327,7 @@ def _dsn_report(msg: EmailMessage, recipients: list[Message]) -> BounceReport | 
         action=action,
         diagnostic=" ".join(diagnostic.split()) if diagnostic else None,
         original_message_ids=original_message_ids(msg),
+        original_recipient=original,
     )
 
 
@@ -332,11 +345,15 @@ def _action(block: Message) -> str:
 
 def _looks_like_bounce(msg: EmailMessage) -> bool:
     subject = " ".join(header_text(msg, "Subject").split())
+    if _SUCCESS_SUBJECT.search(subject):
+        return False
     if _STRONG_BOUNCE_SUBJECT.match(subject):
         return True
-    if not is_system_sender(msg):
-        return False
-    return bool(_BOUNCE_SUBJECT.search(subject) or _BOUNCE_BODY.search(_all_text(msg)[:20_000]))
+    subject_says = bool(_BOUNCE_SUBJECT.search(subject))
+    if is_system_sender(msg) and subject_says:
+        return True
+    # Otherwise the text must say so too: from a mail system, or under a failure subject from a gateway.
+    return (subject_says or is_system_sender(msg)) and bool(_BOUNCE_BODY.search(_all_text(msg)[:20_000]))
 
 
 def _heuristic_report(msg: EmailMessage) -> BounceReport:
@@ -433,6 +450,6 @@ def classify_kind(msg: EmailMessage) -> ResponseKind:
     """bounce, auto_reply or reply. Bounces are checked first: real bounces can carry Auto-Submitted."""
     if parse_bounce(msg) is not None:
         return ResponseKind.BOUNCE
-    if is_auto_reply(msg) or delivery_status_blocks(msg) is not None:
-        return ResponseKind.AUTO_REPLY  # a success DSN is machine mail too: it must not stop a sequence
+    if is_auto_reply(msg) or is_system_sender(msg) or delivery_status_blocks(msg) is not None:
+        return ResponseKind.AUTO_REPLY  # success notices are machine mail too: they must not stop a sequence
     return ResponseKind.REPLY
