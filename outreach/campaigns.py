@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, exists, func, insert, select
@@ -62,6 +62,9 @@ CAPTURE_HOST, CAPTURE_PORT = "127.0.0.1", 1025
 POSTAL_ADDRESS_SETTING = "postal_address"
 AUTO_PAUSE_AFTER_FAILURES = 10
 ENROLL_CHUNK = 2000
+# First touches start within a couple of minutes of launch (mailbox limits spread a big launch anyway);
+# follow-ups use the schedule's wider default jitter so a day's batch does not leave on the same minute.
+FIRST_TOUCH_JITTER = timedelta(minutes=2)
 
 Progress = Callable[[int, int], None]
 
@@ -350,7 +353,7 @@ class CampaignManager:
         sched = definition.schedule
         return next_send_time(
             earliest=now, delay=step.delay, window=sched.window, days=sched.day_set,
-            tz=sched.zone_for(prospect.timezone), jitter_key=f"{salt}:{prospect.id}:0",
+            tz=sched.zone_for(prospect.timezone), jitter_key=f"{salt}:{prospect.id}:0", jitter_max=FIRST_TOUCH_JITTER,
         )  # fmt: skip
 
     def launch(

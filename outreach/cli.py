@@ -77,7 +77,7 @@ def _logging() -> None:
         stream=sys.stderr,
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # revision checks are not news
-    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)  # every run is not news
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # job runs and registrations are not news
 
 
 # --- db ------------------------------------------------------------------------------------------
