@@ -48,9 +48,12 @@ from db.models import (
     SequenceStep,
     Task,
 )
+from outreach import outbox
+from outreach.config import load_settings
 from outreach.enrollments import stop_enrollment
 from outreach.errors import OutreachError
 from outreach.generator import available_fields, prospect_context, render_touch
+from outreach.mailer import MessageError, check_address
 from outreach.schedule import next_send_time
 from outreach.sequence import Definition, Step, Variant, from_data, template_fields, to_data
 from outreach.stats import Arm, ab_test
@@ -58,7 +61,7 @@ from outreach.suppression import SuppressionIndex, is_suppressed
 from outreach.templating import TemplateError
 
 CAPTURE_MAILBOX = "capture"
-CAPTURE_HOST, CAPTURE_PORT = "127.0.0.1", 1025
+CAPTURE_HOST = "127.0.0.1"
 POSTAL_ADDRESS_SETTING = "postal_address"
 AUTO_PAUSE_AFTER_FAILURES = 10
 ENROLL_CHUNK = 2000
@@ -277,8 +280,9 @@ class CampaignManager:
         box = self.session.scalar(select(Mailbox).where(Mailbox.name == CAPTURE_MAILBOX))
         if box is None:
             box = Mailbox(
-                name=CAPTURE_MAILBOX, from_address="outreach@capture.localhost", from_name="Outreach (capture)",
-                smtp_host=CAPTURE_HOST, smtp_port=CAPTURE_PORT, tls=TlsMode.NONE, daily_limit=10_000, per_minute=600,
+                name=CAPTURE_MAILBOX, from_address="outreach@capture.example", from_name="Outreach (capture)",
+                smtp_host=CAPTURE_HOST, smtp_port=load_settings().capture_smtp_port, tls=TlsMode.NONE,
+                daily_limit=10_000, per_minute=600,
             )  # fmt: skip
             self.session.add(box)
             self.session.flush()
@@ -307,6 +311,10 @@ class CampaignManager:
         if not boxes:
             check.problems.append("mailboxes: the campaign names no mailbox; add `mailboxes: [NAME]` to it")
         for box in boxes:
+            try:
+                check_address("from", box.from_address)
+            except MessageError as exc:
+                check.problems.append(f"mailbox {box.name}: {exc}; fix it with `outreach mailbox add {box.name} …`")
             if box.state is not MailboxState.ACTIVE:
                 check.problems.append(f"mailbox {box.name} is {box.state}: {box.paused_reason or 'resume it first'}")
             elif smtp_check is not None and (error := smtp_check(box)):
@@ -577,6 +585,15 @@ class CampaignManager:
         assert campaign is not None and prospect is not None
         if enrollment.next_due_at is None:
             self._schedule_next(enrollment, definition_of(campaign), prospect, done_at, anchor=done_at)
+
+    def resolve_in_doubt(self, touch_id: int, *, was_sent: bool, now: datetime) -> bool:
+        """The operator's verdict on an in-doubt touch; when it did go out, the sequence moves on from now."""
+        if not outbox.resolve_in_doubt(self.session, touch_id, was_sent=was_sent, now=now):
+            return False
+        touch = self.session.get(CommunicationLog, touch_id, populate_existing=True)
+        if was_sent and touch is not None:
+            self.advance_after_touch(touch, now)  # else the sequence moves on once the resent touch is sent
+        return True
 
     def finish_if_done(self, enrollment: Enrollment, now: datetime) -> bool:
         """An enrollment is finished only when it has no step left and every touch is terminal."""

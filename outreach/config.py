@@ -11,6 +11,7 @@ from outreach.errors import ConfigError
 
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+CAPTURE_PORT_ENV = "OUTREACH_CAPTURE_SMTP_PORT"  # set by `outreach up --smtp-port` for its children
 PREVIOUS_KEYS_ENV = "OUTREACH_SECRET_KEY_PREVIOUS"  # comma-separated keys that still verify old links
 
 
@@ -21,6 +22,7 @@ class Settings:
     base_url: str
     secret_key_from_env: str | None
     previous_secret_keys: tuple[str, ...] = ()
+    capture_smtp_port: int = 1025
 
     @property
     def capture_dir(self) -> Path:
@@ -68,8 +70,17 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         database_url=normalize_database_url(url),
         base_url=base_url,
         secret_key_from_env=env.get("OUTREACH_SECRET_KEY") or None,
+        capture_smtp_port=_port(env.get(CAPTURE_PORT_ENV), CAPTURE_PORT_ENV, 1025),
         previous_secret_keys=tuple(k.strip() for k in env.get(PREVIOUS_KEYS_ENV, "").split(",") if k.strip()),
     )
+
+
+def _port(value: str | None, name: str, default: int) -> int:
+    if not value:
+        return default
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ConfigError(f"{name} must be a port number (1–65535), got '{value}'")
+    return int(value)
 
 
 def ensure_data_dir(settings: Settings) -> Path:

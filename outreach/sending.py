@@ -165,14 +165,15 @@ class Deliverer:
                     outbox.defer(s, job.touch_id, worker, when or now, now)
                 self.report.outcomes["cancelled" if kind == "cancel" else "deferred"] += 1
                 return None
-            message_id = job.message_id or make_message_id(
-                sender_domain(box.from_address), f"{job.touch_id}.{secrets.token_hex(6)}"
-            )
             try:
+                message_id = job.message_id or make_message_id(
+                    sender_domain(box.from_address), f"{job.touch_id}.{secrets.token_hex(6)}"
+                )
                 spec = self._build(s, job, box, message_id, now)
                 build_message(spec)
             except MessageError as exc:
-                outbox.mark_permanent_failure(s, job.touch_id, worker, f"cannot build: {exc}", now, bounced=False)
+                if outbox.mark_permanent_failure(s, job.touch_id, worker, f"cannot build: {exc}", now, bounced=False):
+                    self._move_on(s, job, now)
                 self.report.outcomes["failed"] += 1
                 return None
             if not outbox.mark_sending(s, job.touch_id, worker, message_id, now):
@@ -186,15 +187,15 @@ class Deliverer:
             assert campaign is not None
             if result.verdict is Verdict.SENT:
                 outbox.mark_sent(s, job.touch_id, worker, now)
-                touch = s.get(CommunicationLog, job.touch_id)
-                assert touch is not None
-                CampaignManager(s, secret_key=self.keys[0]).advance_after_touch(touch, now)
+                self._move_on(s, job, now)
                 campaign.consecutive_failures = 0
                 self.report.outcomes["sent"] += 1
                 return
             campaign.consecutive_failures += 1
             if result.verdict is Verdict.TEMPORARY:
                 state = outbox.mark_temporary_failure(s, job.touch_id, worker, result.detail, now)
+                if state is TouchState.FAILED:
+                    self._move_on(s, job, now)
                 self.report.outcomes["failed" if state is TouchState.FAILED else "retrying"] += 1
             else:
                 outbox.mark_permanent_failure(s, job.touch_id, worker, result.detail, now, bounced=True)
@@ -204,6 +205,16 @@ class Deliverer:
                 reason = f"paused after {campaign.consecutive_failures} failed sends in a row: {result.detail}"
                 campaign.paused_reason = reason[:300]
                 self.report.outcomes["campaigns auto-paused"] += 1
+
+    def _move_on(self, s: Session, job: Job, now: datetime) -> None:
+        """The touch is terminal (sent, or failed for good): schedule the next step, or finish the enrollment.
+
+        A failed touch moves the sequence on as one that fails to render at planning does; without this its
+        enrollment would stay active with nothing due, and the campaign would never finish.
+        """
+        touch = s.get(CommunicationLog, job.touch_id)
+        assert touch is not None
+        CampaignManager(s, secret_key=self.keys[0]).advance_after_touch(touch, now)
 
     def _bounced(self, s: Session, job: Job, result: SendResult, now: datetime) -> None:
         """5xx at send time: the address will not take mail. Stop the sequence and never send there again."""

@@ -29,7 +29,7 @@ from sqlalchemy import Engine, select
 from db.engine import transaction
 from db.enums import MailboxState
 from db.models import Mailbox
-from outreach.config import Settings, ensure_data_dir, load_settings
+from outreach.config import CAPTURE_PORT_ENV, Settings, ensure_data_dir, load_settings
 from outreach.dashboard_process import ADMIN_PASSWORD_ENV, ensure_first_admin
 from outreach.errors import OutreachError
 from outreach.netutil import port_accepts, require_free_port, url_host
@@ -328,10 +328,11 @@ def check_ports(options: UpOptions, with_capture: bool) -> None:
         require_free_port(options.host, port, what, flag)
 
 
-def child_env(settings: Settings) -> dict[str, str]:
+def child_env(settings: Settings, options: UpOptions) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"  # lines reach the supervisor as they are written
     env["OUTREACH_DATA_DIR"] = str(settings.data_dir)  # one data dir for all, whatever their cwd
+    env[CAPTURE_PORT_ENV] = str(options.smtp_port)  # the capture mailbox points where the capture listens
     env.pop(ADMIN_PASSWORD_ENV, None)  # the admin exists by now; the secret need not travel further
     return env
 
@@ -378,7 +379,7 @@ def run_up(options: UpOptions) -> int:
         with_capture = prepare(options, settings)
         if stop.is_set():
             return 0
-        env = child_env(settings)
+        env = child_env(settings, options)
         specs = child_specs(options, with_capture)
         children: list[Child] = []
         try:
