@@ -7,7 +7,7 @@ are read a page at a time (`limit`/`offset`): the cost of a screen does not grow
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,9 +19,12 @@ from db.enums import (
     EnrollmentState,
     EventKind,
     LeadStage,
+    MailboxState,
     ResponseKind,
     StepType,
     TaskState,
+    TaskType,
+    TlsMode,
     TouchState,
 )
 from db.models import (
@@ -103,6 +106,11 @@ def prospect_totals(session: Session) -> ProspectTotals:
     )
     lists = [ListCount(list_id, name, count) for list_id, name, count in session.execute(members)]
     return ProspectTotals(total, role, disposable, suppressions, lists)
+
+
+def prospect_lists(session: Session) -> list[ListCount]:
+    """Every list with its member count, for the designer's audience picker."""
+    return prospect_totals(session).lists
 
 
 def _prospect_filter(stmt: Select[Any], search: str | None, list_id: int | None) -> Select[Any]:
@@ -208,10 +216,18 @@ class CampaignSummary:
     paused_reason: str | None
     created_at: datetime
     launched_at: datetime | None
+    touches: dict[str, int] = field(default_factory=dict)  # every TouchState value, in order
+
+    @property
+    def progress(self) -> float:
+        """Share of enrolled prospects whose sequence is over (stopped or finished), 0 to 1."""
+        enrolled = sum(self.enrollments.values())
+        done = self.enrollments.get(EnrollmentState.STOPPED, 0) + self.enrollments.get(EnrollmentState.FINISHED, 0)
+        return done / enrolled if enrolled else 0.0
 
 
 def campaign_summaries(session: Session) -> list[CampaignSummary]:
-    """Every campaign with its step count and how many prospects are in each enrollment state."""
+    """Every campaign with its step count, prospects per enrollment state and touches per touch state."""
     step_counts = dict(
         session.execute(
             select(SequenceStep.campaign_id, func.count(SequenceStep.id)).group_by(SequenceStep.campaign_id)
@@ -223,6 +239,14 @@ def campaign_summaries(session: Session) -> list[CampaignSummary]:
     )
     for campaign_id, state, count in session.execute(by_state):
         enrolled.setdefault(campaign_id, {})[str(state)] = count
+    touched: dict[int, dict[str, int]] = {}
+    touches_by_state = (
+        select(Enrollment.campaign_id, CommunicationLog.state, func.count(CommunicationLog.id))
+        .join(Enrollment, Enrollment.id == CommunicationLog.enrollment_id)
+        .group_by(Enrollment.campaign_id, CommunicationLog.state)
+    )
+    for campaign_id, state, count in session.execute(touches_by_state):
+        touched.setdefault(campaign_id, {})[str(state)] = count
     campaigns = session.scalars(select(OutreachCampaign).order_by(OutreachCampaign.created_at.desc()))
     return [
         CampaignSummary(
@@ -234,6 +258,7 @@ def campaign_summaries(session: Session) -> list[CampaignSummary]:
             paused_reason=c.paused_reason,
             created_at=c.created_at,
             launched_at=c.launched_at,
+            touches=_in_order(touched.get(c.id, {}), TouchState),
         )
         for c in campaigns
     ]
@@ -354,32 +379,90 @@ def inbound_rows(
     return rows
 
 
-def count_open_tasks(session: Session) -> int:
-    return session.scalar(select(func.count(Task.id)).where(Task.state == TaskState.OPEN)) or 0
+def _task_filter(stmt: Select[Any], now: datetime | None, due_now: bool | None) -> Select[Any]:
+    stmt = stmt.where(Task.state == TaskState.OPEN)
+    if due_now is None or now is None:
+        return stmt
+    return stmt.where(Task.due_at <= now if due_now else Task.due_at > now)
 
 
-def open_task_rows(session: Session, *, limit: int, offset: int = 0) -> list[dict[str, Any]]:
-    """Open LinkedIn and call tasks, soonest due first."""
+def count_open_tasks(session: Session, *, now: datetime | None = None, due_now: bool | None = None) -> int:
+    """Open tasks; with `now`, only those due by then (`due_now=True`) or later (`due_now=False`)."""
+    return session.scalar(_task_filter(select(func.count(Task.id)), now, due_now)) or 0
+
+
+def open_task_rows(
+    session: Session, *, limit: int, offset: int = 0, now: datetime | None = None, due_now: bool | None = None
+) -> list[dict[str, Any]]:
+    """Open LinkedIn and call tasks, soonest due first, with what the person doing them needs."""
     stmt = (
-        select(Task, Prospect.email, Prospect.first_name, Prospect.last_name, Prospect.company, OutreachCampaign.name)
+        select(
+            Task,
+            Prospect.email,
+            Prospect.first_name,
+            Prospect.last_name,
+            Prospect.company,
+            Prospect.linkedin_url,
+            Prospect.phone,
+            OutreachCampaign.name,
+        )
         .join(Prospect, Prospect.id == Task.prospect_id)
         .outerjoin(OutreachCampaign, OutreachCampaign.id == Task.campaign_id)
-        .where(Task.state == TaskState.OPEN)
         .order_by(Task.due_at, Task.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = []
+    for task, email, first, last, company, linkedin, phone, campaign in session.execute(
+        _task_filter(stmt, now, due_now)
+    ):
+        contact = linkedin if task.type is TaskType.LINKEDIN else phone
+        rows.append(
+            {
+                "id": task.id,
+                "due": task.due_at,
+                "type": str(task.type),
+                "prospect": email,
+                "name": _full_name(first, last),
+                "company": company or "",
+                "linkedin / phone": contact or "",
+                "campaign": campaign or "",
+                "instructions": task.body,
+            }
+        )
+    return rows
+
+
+def count_in_doubt(session: Session) -> int:
+    """Touches a crash left between "handed to the server" and "server said 250": the operator decides."""
+    stmt = select(func.count(CommunicationLog.id)).where(CommunicationLog.state == TouchState.IN_DOUBT)
+    return session.scalar(stmt) or 0
+
+
+def in_doubt_rows(session: Session, *, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+    """One page of in-doubt touches, oldest first, with what identifies the message at the recipient's end."""
+    stmt = (
+        select(CommunicationLog, Prospect.email, OutreachCampaign.name, Mailbox.name)
+        .join(Enrollment, Enrollment.id == CommunicationLog.enrollment_id)
+        .join(Prospect, Prospect.id == Enrollment.prospect_id)
+        .join(OutreachCampaign, OutreachCampaign.id == Enrollment.campaign_id)
+        .outerjoin(Mailbox, Mailbox.id == CommunicationLog.mailbox_id)
+        .where(CommunicationLog.state == TouchState.IN_DOUBT)
+        .order_by(CommunicationLog.updated_at, CommunicationLog.id)
         .limit(limit)
         .offset(offset)
     )
     return [
         {
-            "due": task.due_at,
-            "type": str(task.type),
+            "id": touch.id,
+            "campaign": campaign,
             "prospect": email,
-            "name": _full_name(first, last),
-            "company": company or "",
-            "campaign": campaign or "",
-            "instructions": task.body,
+            "subject": touch.subject or "",
+            "message-id": touch.message_id or "",
+            "mailbox": mailbox or "",
+            "in doubt since": touch.updated_at,
         }
-        for task, email, first, last, company, campaign in session.execute(stmt)
+        for touch, email, campaign, mailbox in session.execute(stmt)
     ]
 
 
@@ -613,9 +696,62 @@ def mailbox_rows(session: Session) -> list[dict[str, Any]]:
                 "per minute": m.per_minute,
                 "state": str(m.state),
                 "paused because": m.paused_reason or "",
+                "failures in a row": m.consecutive_failures,
+                "last error": m.last_error or "",
             }
         )
     return rows
+
+
+def mailbox_names(session: Session) -> list[str]:
+    """Mailbox names for pickers (the designer's mailboxes, the Settings editor)."""
+    return list(session.scalars(select(Mailbox.name).order_by(Mailbox.name)))
+
+
+@dataclass(frozen=True)
+class MailboxView:
+    """One mailbox's editable settings and health; the password is only ever the name of its variable."""
+
+    name: str
+    from_address: str
+    from_name: str | None
+    smtp_host: str
+    smtp_port: int
+    tls: TlsMode
+    smtp_user: str | None
+    password_env: str | None
+    imap_host: str | None
+    imap_port: int | None
+    daily_limit: int
+    per_minute: int
+    state: MailboxState
+    paused_reason: str | None
+    consecutive_failures: int
+    last_error: str | None
+
+
+def mailbox_view(session: Session, name: str) -> MailboxView | None:
+    m = session.scalar(select(Mailbox).where(Mailbox.name == name))
+    if m is None:
+        return None
+    return MailboxView(
+        name=m.name,
+        from_address=m.from_address,
+        from_name=m.from_name,
+        smtp_host=m.smtp_host,
+        smtp_port=m.smtp_port,
+        tls=m.tls,
+        smtp_user=m.smtp_user,
+        password_env=m.password_env,
+        imap_host=m.imap_host,
+        imap_port=m.imap_port,
+        daily_limit=m.daily_limit,
+        per_minute=m.per_minute,
+        state=m.state,
+        paused_reason=m.paused_reason,
+        consecutive_failures=m.consecutive_failures,
+        last_error=m.last_error,
+    )
 
 
 def count_users(session: Session) -> int:

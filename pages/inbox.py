@@ -1,4 +1,4 @@
-"""Inbox & Tasks: inbound messages with what they were classified as, open tasks, and captured mail.
+"""Inbox & Tasks: inbound messages, LinkedIn and call tasks, touches in doubt after a crash, and captured mail.
 
 Everything here is written by outsiders (prospects, mail servers), so it is shown as table cells and
 plain text only, never as Markdown with HTML.
@@ -6,11 +6,14 @@ plain text only, never as Markdown with HTML.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import streamlit as st
 
 from db.engine import transaction
 from db.enums import ResponseKind
 from outreach import workspace
+from outreach.campaigns import CampaignManager
 from outreach.capture import list_captured, read_captured
 from outreach.config import load_settings
 from outreach.errors import OutreachError
@@ -58,16 +61,119 @@ else:
     )
 
 # --- tasks ---------------------------------------------------------------------------------------
-st.subheader("Open tasks")
-with transaction(engine, readonly=True) as session:
-    open_count = workspace.count_open_tasks(session)
-    tasks = workspace.open_task_rows(session, limit=PAGE_SIZE)
-if open_count == 0:
-    st.info("No open tasks. LinkedIn and call steps of a running campaign put their tasks here.")
-else:
-    st.dataframe(tasks, hide_index=True, width="stretch")
-    if open_count > len(tasks):
-        st.caption(f"The {len(tasks)} due soonest of {open_count} open tasks.")
+
+
+def _finish_task(task_id: int, done: bool) -> None:
+    """Done or skipped: the touch is over and the prospect's sequence moves on (CampaignManager.complete_task)."""
+    outcome = (st.session_state.get("task_outcome") or "").strip() or None
+    try:
+        with transaction(engine) as session:
+            manager = CampaignManager(session, secret_key=load_settings().secret_key())
+            manager.complete_task(task_id, datetime.now(UTC), done=done, outcome=outcome)
+    except OutreachError as exc:
+        st.session_state["task_flash"] = ("error", str(exc))
+        return
+    st.session_state["task_outcome"] = ""
+    st.session_state["task_flash"] = ("success", f"Task {'done' if done else 'skipped'}; the sequence moves on.")
+
+
+def _tasks(now: datetime) -> None:
+    with transaction(engine, readonly=True) as session:
+        due_count = workspace.count_open_tasks(session, now=now, due_now=True)
+        later_count = workspace.count_open_tasks(session, now=now, due_now=False)
+    _show_flash("task_flash")
+    if due_count + later_count == 0:
+        st.info("No open tasks. LinkedIn and call steps of a running campaign put their tasks here.")
+        return
+    counts = {"due": due_count, "upcoming": later_count}
+    which = st.radio(
+        "Tasks", list(counts), horizontal=True, key="task_view", label_visibility="collapsed",
+        format_func=lambda w: f"Due now ({counts[w]})" if w == "due" else f"Upcoming ({counts[w]})",
+    )  # fmt: skip
+    if counts[which] == 0:
+        st.info("Nothing due now." if which == "due" else "Nothing scheduled later.")
+        return
+    table = st.empty()
+    page_count = max(1, -(-counts[which] // PAGE_SIZE))
+    page = st.pagination(page_count, key=f"task_page:{which}") if page_count > 1 else 1
+    with transaction(engine, readonly=True) as session:
+        rows = workspace.open_task_rows(
+            session, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, now=now, due_now=which == "due"
+        )
+    table.dataframe([{k: v for k, v in row.items() if k != "id"} for row in rows], hide_index=True, width="stretch")
+    by_id = {row["id"]: row for row in rows}
+    task_id = st.selectbox(
+        "Work on", list(by_id), key="task_pick",
+        format_func=lambda i: f"{by_id[i]['due']:%Y-%m-%d %H:%M} · {by_id[i]['type']} · "
+        f"{by_id[i]['name'] or by_id[i]['prospect']} · {by_id[i]['campaign']}",
+    )  # fmt: skip
+    task = by_id[task_id]
+    contact = task["linkedin / phone"] or "none on file"
+    st.text(f"{'LinkedIn' if task['type'] == 'linkedin' else 'Phone'}: {contact}")
+    st.code(task["instructions"] or "(no note)", language=None, wrap_lines=True)
+    st.text_input("Outcome note (optional)", key="task_outcome", placeholder="e.g. left a voicemail")
+    done_col, skip_col = st.columns(2)
+    done_col.button("Done", key="task_done", type="primary", on_click=_finish_task, args=(task_id, True))
+    skip_col.button("Skip", key="task_skip", on_click=_finish_task, args=(task_id, False))
+
+
+# --- in doubt ------------------------------------------------------------------------------------
+
+
+def _resolve(touch_id: int, was_sent: bool) -> None:
+    """The operator's verdict, as `outreach touch resolve`: marked sent moves the sequence on, resend queues it."""
+    with transaction(engine) as session:
+        manager = CampaignManager(session, secret_key=load_settings().secret_key())
+        resolved = manager.resolve_in_doubt(touch_id, was_sent=was_sent, now=datetime.now(UTC))
+    if not resolved:
+        st.session_state["doubt_flash"] = ("error", f"Touch {touch_id} is no longer in doubt (resolved already).")
+        return
+    outcome = "marked as sent; the sequence moves on" if was_sent else "queued to be sent again now"
+    st.session_state["doubt_flash"] = ("success", f"Touch {touch_id} {outcome}.")
+
+
+def _in_doubt() -> None:
+    with transaction(engine, readonly=True) as session:
+        count = workspace.count_in_doubt(session)
+    _show_flash("doubt_flash")
+    if count == 0:
+        st.info(
+            "No touches in doubt. When a crash interrupts a send after the message was handed to the mail server, "
+            "the touch is listed here and never resent without your say."
+        )
+        return
+    st.warning(
+        f"{count} touches may or may not have reached their prospect. Look for the Message-ID in the mailbox's "
+        "Sent folder: mark it as sent if it is there, resend it if it is not."
+    )
+    table = st.empty()
+    page_count = max(1, -(-count // PAGE_SIZE))
+    page = st.pagination(page_count, key="doubt_page") if page_count > 1 else 1
+    with transaction(engine, readonly=True) as session:
+        rows = workspace.in_doubt_rows(session, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    table.dataframe(rows, hide_index=True, width="stretch")
+    by_id = {row["id"]: row for row in rows}
+    touch_id = st.selectbox(
+        "Touch", list(by_id), key="doubt_pick",
+        format_func=lambda i: f"{i} · {by_id[i]['prospect']} · {by_id[i]['message-id'] or 'no Message-ID'}",
+    )  # fmt: skip
+    sent_col, resend_col = st.columns(2)
+    sent_col.button("Mark as sent", key="doubt_sent", on_click=_resolve, args=(touch_id, True))
+    resend_col.button("Resend", key="doubt_resend", on_click=_resolve, args=(touch_id, False))
+
+
+def _show_flash(key: str) -> None:
+    kind, message = st.session_state.pop(key, (None, None))
+    if kind == "success":
+        st.success(message)
+    elif kind == "error":
+        st.error(message)
+
+
+st.subheader("Tasks")
+_tasks(datetime.now(UTC))
+st.subheader("In doubt")
+_in_doubt()
 
 # --- captured mail -------------------------------------------------------------------------------
 st.subheader("Captured mail")

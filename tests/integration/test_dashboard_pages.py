@@ -16,13 +16,10 @@ from typing import Any
 
 import pytest
 import streamlit
-import streamlit.testing.v1.app_test as app_test_module
 from sqlalchemy import Engine, select
-from sqlalchemy.engine import make_url
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
-from db.engine import make_engine, transaction
+from db.engine import transaction
 from db.enums import (
     CampaignState,
     EnrollmentState,
@@ -52,23 +49,27 @@ from db.models import (
 )
 from outreach.capture import captured_bytes, store_message
 from outreach.config import load_settings
-from outreach.users import authenticate, create_user
+from outreach.users import authenticate
+from tests.dashboard_helpers import (
+    APP,
+    PAGES,
+    PASSWORD,
+    TIMEOUT,
+    add_user,
+    app_database,
+    app_factory,
+    button,
+    keep_steady_state,
+    log_in,
+    logged_in_app,
+    open_page,
+    rendered,
+    rendered_bytes,
+    texts,
+    walk,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-APP = ROOT / "app.py"
-TIMEOUT = 60
-PASSWORD = "correct horse battery"
 KNOWN_EMAIL = "dana.known@bigbank.test"
-PAGES = {
-    "prospects": "Prospects",
-    "campaigns": "Campaigns",
-    "preview": "Preview",
-    "inbox": "Inbox & Tasks",
-    "analytics": "Analytics",
-    "experiments": "Experiments",
-    "leads": "Leads",
-    "settings": "Settings",
-}
 EMPTY_STATES = {
     "prospects": "No prospects yet.",
     "campaigns": "No campaigns yet.",
@@ -86,87 +87,20 @@ IMG = '"><img src=x onerror=alert(1)>'
 # --- fixtures ------------------------------------------------------------------------------------
 
 
-class _SteadyStatePagesManager(PagesManager):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        PagesManager.uses_pages_directory = False  # what app.py's st.navigation leaves behind in a server
-
-
 @pytest.fixture
 def steady_state(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app_test_module, "PagesManager", _SteadyStatePagesManager)
+    keep_steady_state(monkeypatch)
 
 
 @pytest.fixture
 def app_db(db_url: str, data_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     """A migrated database the app is pointed at (SQLite and PostgreSQL); yields an engine to fill it."""
-    url = db_url
-    if make_url(db_url).get_backend_name() == "postgresql":
-        url = make_url(db_url).set(password="pg-secret-pw").render_as_string(hide_password=False)  # trust auth
-    monkeypatch.setenv("OUTREACH_DATABASE_URL", url)
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
+    yield from app_database(db_url, monkeypatch)
 
 
 @pytest.fixture
 def make_app(app_db: Engine, steady_state: None) -> Callable[[], AppTest]:
-    return lambda: AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-
-
-def add_user(engine: Engine, username: str, role: UserRole = UserRole.ADMIN) -> None:
-    with transaction(engine) as session:
-        create_user(session, username, PASSWORD, role)
-
-
-def log_in(at: AppTest, username: str, password: str = PASSWORD) -> AppTest:
-    username_box, password_box = at.text_input
-    username_box.input(username)
-    password_box.input(password)
-    return button(at, "Log in").click().run()
-
-
-def button(at: AppTest, label: str) -> Any:
-    [found] = [b for b in at.button if b.label == label]
-    return found
-
-
-def logged_in_app(make_app: Callable[[], AppTest], engine: Engine, role: UserRole = UserRole.ADMIN) -> AppTest:
-    add_user(engine, "dana", role)
-    at = make_app().run()
-    log_in(at, "dana")
-    assert at.session_state["user"].username == "dana"
-    return at
-
-
-def open_page(at: AppTest, name: str) -> AppTest:
-    at.switch_page(f"pages/{name}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert [t.value for t in at.title] == [PAGES[name]]
-    return at
-
-
-def _walk(node: Any) -> Iterator[Any]:
-    yield node
-    for child in getattr(node, "children", {}).values():
-        yield from _walk(child)
-
-
-def rendered(at: AppTest) -> list[Any]:
-    """Every element and block of the last run, main area and sidebar."""
-    return [node for block in (at.main, at.sidebar) for node in _walk(block)]
-
-
-def rendered_bytes(at: AppTest) -> bytes:
-    """Everything the browser would receive for the page body, tables' Arrow data included."""
-    return b"".join(n.proto.SerializeToString() for n in rendered(at) if getattr(n, "proto", None) is not None)
-
-
-def texts(at: AppTest) -> str:
-    parts = [
-        e.value for kind in ("info", "warning", "success", "error", "caption", "markdown", "text") for e in at.get(kind)
-    ]
-    return "\n".join(str(p) for p in parts)
+    return app_factory()
 
 
 def seed(
@@ -249,7 +183,7 @@ def assert_only_the_login_form(at: AppTest) -> None:
     assert [t.label for t in at.text_input] == ["Username", "Password"]
     assert [b.label for b in at.button] == ["Log in"]
     assert not at.dataframe and not at.metric and not at.code and not at.selectbox
-    assert not list(_walk(at.sidebar))[1:], "the sidebar must be empty before login"
+    assert not list(walk(at.sidebar))[1:], "the sidebar must be empty before login"
     assert KNOWN_EMAIL.encode() not in rendered_bytes(at)
     assert b"Big Bank" not in rendered_bytes(at)
 
@@ -404,11 +338,10 @@ def test_a_captured_message_opens_as_plain_text(make_app: Callable[[], AppTest],
 def test_an_admin_adds_a_user_through_the_form(make_app: Callable[[], AppTest], app_db: Engine) -> None:
     at = open_page(logged_in_app(make_app, app_db), "settings")
 
-    name_box, password_box, confirm_box = list(at.text_input)[:3]
-    name_box.input("sam")
-    password_box.input("another long password")
-    confirm_box.input("another long password")
-    at.selectbox[0].select(UserRole.MEMBER)
+    at.text_input(key="new_user_name").input("sam")
+    at.text_input(key="new_user_password").input("another long password")
+    at.text_input(key="new_user_confirm").input("another long password")
+    at.selectbox(key="new_user_role").select(UserRole.MEMBER)
     button(at, "Add user").click().run()
 
     assert not at.exception and not at.error
@@ -421,17 +354,15 @@ def test_an_admin_adds_a_user_through_the_form(make_app: Callable[[], AppTest], 
 def test_adding_a_user_reports_mistakes_and_saves_nothing(make_app: Callable[[], AppTest], app_db: Engine) -> None:
     at = open_page(logged_in_app(make_app, app_db), "settings")
 
-    name_box, password_box, confirm_box = list(at.text_input)[:3]
-    name_box.input("sam")
-    password_box.input("another long password")
-    confirm_box.input("a different password")
+    at.text_input(key="new_user_name").input("sam")
+    at.text_input(key="new_user_password").input("another long password")
+    at.text_input(key="new_user_confirm").input("a different password")
     button(at, "Add user").click().run()
     assert [e.value for e in at.error] == ["password: the two passwords differ"]
 
-    name_box, password_box, confirm_box = list(at.text_input)[:3]
-    name_box.input("sam")
-    password_box.input("short")
-    confirm_box.input("short")
+    at.text_input(key="new_user_name").input("sam")
+    at.text_input(key="new_user_password").input("short")
+    at.text_input(key="new_user_confirm").input("short")
     button(at, "Add user").click().run()
     assert [e.value for e in at.error] == ["password: use at least 10 characters"]
 
