@@ -6,12 +6,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Table, delete, exists, func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from db.models import ProspectList, ProspectListMember, ProspectTag
 from db.types import utcnow
 from outreach.errors import OutreachError
+from outreach.prospect_search import ProspectFilter, matching_ids
+
+_MEMBERS: Table = ProspectListMember.__table__  # type: ignore[assignment]
+_TAGS: Table = ProspectTag.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -117,3 +121,35 @@ def untag_prospects(session: Session, prospect_ids: Iterable[int], tags: Iterabl
         delete(ProspectTag).where(ProspectTag.prospect_id.in_(list(prospect_ids)), ProspectTag.tag.in_(list(tags)))
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def add_matching_to_list(session: Session, name: str, flt: ProspectFilter) -> int:
+    """Add every prospect matching the filter to a list (created when missing) with one INSERT ... SELECT,
+    so a million matches never pass through Python; returns how many were not in it yet."""
+    clean = _clean_name(name, "list")
+    list_id = session.scalar(select(ProspectList.id).where(ProspectList.name == clean))
+    if list_id is None:
+        list_id = create_list(session, clean).id
+    ids = matching_ids(flt).distinct().subquery()
+    present = select(ProspectListMember.prospect_id).where(
+        ProspectListMember.list_id == list_id, ProspectListMember.prospect_id == ids.c.id
+    )
+    added_at = literal(utcnow(), _MEMBERS.c.added_at.type)
+    rows = select(literal(list_id), ids.c.id, added_at).where(~exists(present))
+    stmt = insert(_MEMBERS).from_select(["list_id", "prospect_id", "added_at"], rows)
+    result = session.execute(stmt.execution_options(preserve_rowcount=True))  # INSERT counts are not kept by default
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def tag_matching(session: Session, flt: ProspectFilter, tags: Iterable[str]) -> int:
+    """Tag every prospect matching the filter (one INSERT ... SELECT per tag); returns the new pairs."""
+    clean = sorted({_clean_name(t, "tag") for t in tags if t.strip()})
+    added = 0
+    for tag in clean:
+        ids = matching_ids(flt).distinct().subquery()
+        present = select(ProspectTag.prospect_id).where(ProspectTag.prospect_id == ids.c.id, ProspectTag.tag == tag)
+        rows = select(ids.c.id, literal(tag, _TAGS.c.tag.type)).where(~exists(present))
+        stmt = insert(_TAGS).from_select(["prospect_id", "tag"], rows)
+        result = session.execute(stmt.execution_options(preserve_rowcount=True))
+        added += int(getattr(result, "rowcount", 0) or 0)
+    return added

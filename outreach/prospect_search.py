@@ -169,6 +169,12 @@ def search_prospects(
     )
 
 
+def matching_ids(flt: ProspectFilter | None = None) -> Select[Any]:
+    """A SELECT of the ids of every prospect matching the filter, for set-based bulk actions
+    (INSERT ... SELECT), so acting on a million matches never loads their ids into Python."""
+    return _filtered(select(Prospect.id), flt or ProspectFilter())
+
+
 def filter_choices(session: Session) -> dict[str, list[str]]:
     """Values for the page's filter select boxes (all indexed: cheap at 1M prospects)."""
     return {
