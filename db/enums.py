@@ -151,3 +151,9 @@ class TaskState(StrEnum):
     OPEN = "open"
     DONE = "done"
     SKIPPED = "skipped"
+
+
+class WebhookDeliveryState(StrEnum):
+    PENDING = "pending"  # waiting for its first try or a retry
+    DELIVERED = "delivered"
+    FAILED = "failed"  # gave up after the last retry

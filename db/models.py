@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Float,
@@ -39,6 +40,7 @@ from db.enums import (
     TlsMode,
     TouchState,
     UserRole,
+    WebhookDeliveryState,
 )
 from db.types import JSONType, UTCDateTime, str_enum, utcnow
 
@@ -109,6 +111,34 @@ class Webhook(Timestamped, Base):
     last_delivery_at: Mapped[datetime | None]
 
 
+class WebhookDelivery(Base):
+    """One event for one webhook: the outbox while pending, the delivery log once delivered or failed."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "dedupe_key"),  # the same event is queued once per webhook
+        Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+        CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[str] = mapped_column(String(64))  # sent with every try, so receivers can drop repeats
+    event: Mapped[str] = mapped_column(String(50))
+    dedupe_key: Mapped[str | None] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[WebhookDeliveryState] = mapped_column(
+        str_enum(WebhookDeliveryState, "webhook_delivery_state"), default=WebhookDeliveryState.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    lease_expires_at: Mapped[datetime | None]  # a worker is delivering it until then
+    last_status: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+
+
 class AppSetting(Base):
     """Workspace settings an operator edits in the dashboard (postal address, thresholds)."""
 
@@ -159,6 +189,7 @@ class Prospect(Timestamped, Base):
     is_role_address: Mapped[bool] = mapped_column(Boolean, default=False)
     is_disposable: Mapped[bool] = mapped_column(Boolean, default=False)
     source: Mapped[str | None] = mapped_column(String(300))  # the import that created it
+    email_invalid_at: Mapped[datetime | None]  # a hard bounce (or the third soft one) proved the address dead
 
     memberships: Mapped[list[ProspectListMember]] = relationship(
         back_populates="prospect", cascade="all, delete-orphan", passive_deletes=True
@@ -440,6 +471,35 @@ class ResponseAnalysis(Base):
     explanation: Mapped[dict[str, Any]] = mapped_column(default=dict)
     actions: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ResponseLabelCorrection(Base):
+    """An operator's correction of a reply's intent; the first one keeps the classifier's own label."""
+
+    __tablename__ = "response_label_corrections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    response_id: Mapped[int] = mapped_column(ForeignKey("response_analyses.id", ondelete="CASCADE"), index=True)
+    previous_intent: Mapped[Intent | None] = mapped_column(str_enum(Intent, "previous_intent"))
+    intent: Mapped[Intent] = mapped_column(str_enum(Intent, "corrected_intent"))
+    corrected_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ImapSyncState(Base):
+    """How far IMAP polling of one mailbox folder got: the next poll asks for UIDs above last_uid."""
+
+    __tablename__ = "imap_sync_states"
+    __table_args__ = (UniqueConstraint("mailbox_id", "folder"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    folder: Mapped[str] = mapped_column(String(255))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)  # IMAP UIDs and UIDVALIDITY are unsigned 32-bit
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_polled_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class LeadQualification(Base):

@@ -11,12 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.enums import EnrollmentState, StopReason, TaskState, TouchState
+from db.enums import TERMINAL_TOUCH_STATES, EnrollmentState, StopReason, TaskState, TouchState
 from db.models import CommunicationLog, Enrollment, Prospect, Task
+
+if TYPE_CHECKING:
+    from outreach.worker import JobContext
 
 LIVE_STATES = (EnrollmentState.ACTIVE, EnrollmentState.PAUSED)
 WAITING_TOUCH_STATES = (TouchState.QUEUED, TouchState.RETRY_WAIT)
@@ -115,3 +119,64 @@ def _skip_open_tasks(session: Session, enrollment_ids: Sequence[int], reason: St
         .execution_options(synchronize_session="fetch")
     )
     return session.execute(stmt).rowcount or 0
+
+
+def pause_until(session: Session, enrollment_id: int, until: datetime, now: datetime) -> bool:
+    """Pause an enrollment until `until` (an out-of-office reply); False when it was stopped or finished.
+
+    Queued touches stay queued: the sender defers a paused enrollment's touch to `paused_until`. A step
+    that was due before then waits too, so nothing goes out while the prospect is away.
+    """
+    stmt = (
+        update(Enrollment)
+        .where(
+            Enrollment.id == enrollment_id,
+            # An operator's open-ended pause (no paused_until) is theirs to end; a timed one is extended.
+            (Enrollment.state == EnrollmentState.ACTIVE)
+            | ((Enrollment.state == EnrollmentState.PAUSED) & Enrollment.paused_until.is_not(None)),
+        )
+        .values(state=EnrollmentState.PAUSED, paused_until=until, updated_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+    return (session.execute(stmt).rowcount or 0) == 1
+
+
+def resume_due(session: Session, now: datetime, limit: int = 500) -> list[int]:
+    """Paused enrollments whose pause has ended become active again; returns their ids.
+
+    A step whose due time passed during the pause is due now. An enrollment whose last touch was sent
+    just before the pause has no next due time yet (the sender schedules it only for active ones), so
+    it is given one now unless a touch is still waiting in the outbox (that touch's send schedules it).
+    """
+    due = list(
+        session.scalars(
+            select(Enrollment)
+            .where(Enrollment.state == EnrollmentState.PAUSED, Enrollment.paused_until <= now)
+            .order_by(Enrollment.paused_until, Enrollment.id)
+            .limit(limit)
+        )
+    )
+    pending = set(
+        session.scalars(
+            select(CommunicationLog.enrollment_id).where(
+                CommunicationLog.enrollment_id.in_([e.id for e in due]),
+                CommunicationLog.state.not_in(list(TERMINAL_TOUCH_STATES)),
+            )
+        )
+    )
+    for enrollment in due:
+        enrollment.state, enrollment.paused_until, enrollment.updated_at = EnrollmentState.ACTIVE, None, now
+        if enrollment.next_due_at is not None:
+            enrollment.next_due_at = max(enrollment.next_due_at, now)
+        elif enrollment.id not in pending:
+            enrollment.next_due_at = now
+    session.flush()
+    return [e.id for e in due]
+
+
+def resume_paused(session: Session, ctx: JobContext) -> str | None:
+    """Worker job body: out-of-office pauses that have ended become active again (see `resume_due`)."""
+    resumed = resume_due(session, ctx.now)
+    if not resumed:
+        return None
+    return f"resumed {len(resumed)} paused enrollment{'s' if len(resumed) != 1 else ''}"

@@ -21,4 +21,19 @@ ensure_postgres() {
   exit 1
 }
 
+# Dovecot: the IMAP tests start their own private instance (tests/imap_server.py) on a free loopback
+# port; here we only install the binary and the unprivileged user its mail processes run as. The
+# system service stays stopped (policy-rc.d on these machines; we never start it).
+ensure_dovecot() {
+  if ! command -v dovecot >/dev/null 2>&1 && [ ! -x /usr/sbin/dovecot ]; then
+    echo "test-services: installing Dovecot IMAP (Debian package)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null
+  fi
+  if ! id vmail >/dev/null 2>&1; then
+    echo "test-services: creating the vmail user for the test Dovecot"
+    useradd -r -M -s /usr/sbin/nologin vmail
+  fi
+}
+
 ensure_postgres
+ensure_dovecot

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -150,7 +150,8 @@ def test_reply_stops_sequence_and_cancels_queued_follow_up(session: Session) -> 
         thread.campaign.name,
     )
     assert result.intent is Intent.INTERESTED and result.sentiment > 0
-    assert result.actions == [f"stopped enrollment {thread.enrollment.id} (replied)", "cancelled 1 queued touch"]
+    assert result.actions[:2] == [f"stopped enrollment {thread.enrollment.id} (replied)", "cancelled 1 queued touch"]
+    assert result.actions[2].endswith(f"book a meeting with {thread.prospect.email}")  # interested: a meeting task
     assert (thread.enrollment.state, thread.enrollment.stop_reason) == (EnrollmentState.STOPPED, StopReason.REPLIED)
     assert thread.enrollment.next_due_at is None
     assert thread.follow_up.state is TouchState.CANCELLED
@@ -224,7 +225,7 @@ def test_reply_matched_only_by_sender_address_picks_most_recent_touch(session: S
 def test_campaign_without_reply_in_stop_on_keeps_going(session: Session) -> None:
     thread = sent_thread(session, stop_on=("bounce", "unsubscribe"))
     [result] = ingest(session, email(thread.prospect.email, in_reply_to=thread.touch.message_id))
-    assert result.kind is ResponseKind.REPLY and result.actions == []
+    assert result.kind is ResponseKind.REPLY and not [a for a in result.actions if a.startswith("stopped")]
     assert thread.enrollment.state is EnrollmentState.ACTIVE
     assert count(session, EngagementEvent) == 1  # still recorded: `when: no_reply` steps depend on it
 
@@ -286,7 +287,7 @@ def test_message_without_message_id_gets_a_stable_one(session: Session) -> None:
 # --- auto-replies and bounces --------------------------------------------------------------------
 
 
-def test_out_of_office_with_auto_submitted_does_not_stop_the_sequence(session: Session) -> None:
+def test_out_of_office_with_auto_submitted_pauses_but_does_not_stop_the_sequence(session: Session) -> None:
     thread = sent_thread(session)
     raw = email(
         thread.prospect.email,
@@ -296,14 +297,20 @@ def test_out_of_office_with_auto_submitted_does_not_stop_the_sequence(session: S
         headers={"Auto-Submitted": "auto-replied"},
     )
     [result] = ingest(session, raw)
-    assert (result.kind, result.intent, result.sentiment, result.actions) == (
+    assert (result.kind, result.intent, result.sentiment, result.return_date) == (
         ResponseKind.AUTO_REPLY,
         Intent.OUT_OF_OFFICE,
         None,
-        [],
+        date(2026, 3, 9),
     )
-    assert thread.enrollment.state is EnrollmentState.ACTIVE
-    assert thread.follow_up.state is TouchState.QUEUED
+    assert result.actions == [
+        f"paused enrollment {thread.enrollment.id} until 2026-03-10 (out of office, back 2026-03-09)"
+    ]
+    assert (thread.enrollment.state, thread.enrollment.paused_until) == (
+        EnrollmentState.PAUSED,
+        datetime(2026, 3, 10, tzinfo=UTC),
+    )
+    assert thread.follow_up.state is TouchState.QUEUED  # waits for the return, is not cancelled
     assert session.scalar(select(EngagementEvent.kind)) is EventKind.AUTO_REPLY
 
 
@@ -318,8 +325,11 @@ def test_hard_bounce_marks_touch_stops_enrollment_and_suppresses(session: Sessio
         f"marked touch {thread.touch.id} bounced",
         f"stopped enrollment {thread.enrollment.id} (bounced)",
         "cancelled 1 queued touch",
+        f"marked {address} invalid (hard bounce)",
         f"suppressed {address} (bounced)",
+        f"lead {thread.prospect.email}: new → bounced",
     ]
+    assert thread.prospect.email_invalid_at == NOW
     assert thread.touch.state is TouchState.BOUNCED
     assert (thread.enrollment.state, thread.enrollment.stop_reason) == (EnrollmentState.STOPPED, StopReason.BOUNCED)
     assert thread.follow_up.state is TouchState.CANCELLED
@@ -481,7 +491,7 @@ def test_cli_ingest_prints_the_contract_json(tmp_path: Path) -> None:
     )
     assert isinstance(replied["sentiment"], float) and replied["bounce"] is None and replied["duplicate"] is False
     assert (replied["return_date"], replied["referred_to"]) == (None, None)
-    assert replied["actions"][0] == f"stopped enrollment {names[2]} (replied)"
+    assert replied["actions"][0] == f"stopped enrollment {names[2]} (unsubscribed)"  # and suppressed
     assert (stranger["kind"], stranger["prospect"], stranger["actions"]) == ("unmatched", None, [])
 
     again = json.loads(run("inbox", "ingest", str(tmp_path / "in.mbox"), "--json").stdout)

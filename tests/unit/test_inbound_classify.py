@@ -129,7 +129,7 @@ def test_hard_or_soft_score(section: str, floor: float) -> None:
 
 @pytest.mark.parametrize(
     ("section", "floor"),
-    [("bounces_sisimai", 0.9), ("bounces_flufl", 0.8), ("bounces_mail_deliverystatus_bounceparser", 0.9)],
+    [(s, 0.95) for s in BOUNCE_SECTIONS],
 )
 def test_failed_recipient_score(section: str, floor: float) -> None:
     named = [(expected_recipients(section, e), read(e["sample"])[1]) for e in bounce_samples(section)]
