@@ -103,10 +103,24 @@ def _tasks_and_finish(session: Session, ctx: JobContext) -> str | None:
     return finish_campaigns(session, ctx)
 
 
-# The one place jobs are registered. Inbox polling and triggers join with their issues.
+def _inbox(engine: Engine, ctx: JobContext) -> str | None:
+    from outreach.inbox import poll_inboxes
+
+    return poll_inboxes(engine, ctx)
+
+
+def _resume(session: Session, ctx: JobContext) -> str | None:
+    from outreach.enrollments import resume_paused
+
+    return resume_paused(session, ctx)
+
+
+# The one place jobs are registered.
 JOBS: tuple[Job, ...] = (
     Job("heartbeat", 15, heartbeat, "records that this worker is alive"),
     Job("send", 5, _send, "recovers expired leases, plans due touches and sends them", own_transactions=True),
+    Job("inbox", 60, _inbox, "reads replies, bounces and auto-replies from mailboxes over IMAP", own_transactions=True),
+    Job("resume", 300, _resume, "resumes enrollments paused until a date (out of office)"),
     Job("finish", 60, _tasks_and_finish, "marks campaigns with nothing left to do as finished"),
 )
 
