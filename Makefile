@@ -21,7 +21,7 @@ services:
 	@bash scripts/test-services.sh
 
 test: $(STAMP) services
-	OUTREACH_REQUIRE_POSTGRES=$${OUTREACH_REQUIRE_POSTGRES:-1} $(PY) -m pytest $(PYTEST_ARGS)
+	OUTREACH_REQUIRE_POSTGRES=$${OUTREACH_REQUIRE_POSTGRES:-1} $(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
