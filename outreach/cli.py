@@ -252,6 +252,10 @@ from outreach import cli_inbox  # noqa: E402
 
 cli_inbox.register(app)
 
+from outreach import cli_api  # noqa: E402
+
+cli_api.register(app)
+
 
 def main() -> None:
     app()
