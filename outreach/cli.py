@@ -193,7 +193,7 @@ def serve(
 
     engine = open_checked_engine()
     require_free_port(host, port, "tracking/API service", "--port")
-    uvicorn.run(create_app(engine), host=host, port=port, log_level="info", server_header=False)
+    uvicorn.run(create_app(engine), host=host, port=port, log_level="info", server_header=False, access_log=False)
 
 
 @app.command("dashboard")

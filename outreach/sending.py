@@ -32,12 +32,14 @@ from outreach import outbox
 from outreach.campaigns import AUTO_PAUSE_AFTER_FAILURES, CampaignManager, definition_of, postal_address
 from outreach.enrollments import stop_enrollment
 from outreach.errors import OutreachError
+from outreach.link_tracking import TrackingOptions, track_touch
 from outreach.mailboxes import smtp_settings
 from outreach.mailer import MessageError, OutgoingMessage, build_message, make_message_id, sender_domain
 from outreach.schedule import is_allowed, next_allowed
 from outreach.smtp_transport import MailboxUnavailable, SendResult, SmtpConnection, Verdict
 from outreach.suppression import is_suppressed, suppress
 from outreach.tokens import LinkToken, Purpose, sign
+from outreach.webhooks import emit_event
 from outreach.worker import JobContext
 
 log = logging.getLogger("outreach.sending")
@@ -142,12 +144,21 @@ class Deliverer:
         campaign = session.get(OutreachCampaign, job.campaign_id)
         assert campaign is not None
         token = sign(LinkToken(Purpose.UNSUBSCRIBE, job.touch_id), self.keys[0])
+        unsubscribe_url = f"{self.ctx.settings.base_url}/u/{token}"
+        options = TrackingOptions(
+            base_url=self.ctx.settings.base_url, key=self.keys[0], opens=campaign.track_opens,
+            clicks=campaign.track_clicks, unsubscribe_url=unsubscribe_url,
+        )  # fmt: skip
+        tracked = track_touch(job.touch_id, job.text, job.html, options)
+        touch = session.get(CommunicationLog, job.touch_id)
+        assert touch is not None
+        touch.links = tracked.links  # committed with `sending`: the only URLs a click may lead to
         return OutgoingMessage(
             from_address=box.from_address, from_name=box.from_name, to_address=job.to_address,
-            to_name=job.to_name, subject=job.subject, text_body=job.text, html_body=job.html,
+            to_name=job.to_name, subject=job.subject, text_body=tracked.text, html_body=tracked.html,
             message_id=message_id, date=now, reply_to=box.reply_to, in_reply_to=job.in_reply_to,
             references=_references(session, job.enrollment_id, job.touch_id) if job.in_reply_to else (),
-            list_unsubscribe_url=f"{self.ctx.settings.base_url}/u/{token}",
+            list_unsubscribe_url=unsubscribe_url,
             list_unsubscribe_mailto=f"mailto:{box.from_address}?subject=unsubscribe",
             postal_address=postal_address(session, definition_of(campaign)),
         )  # fmt: skip
@@ -227,6 +238,8 @@ class Deliverer:
         )  # fmt: skip
         stop_enrollment(s, job.enrollment_id, StopReason.BOUNCED, now)
         suppress(s, [job.to_address], reason=SuppressionReason.BOUNCED, source=f"SMTP {result.code} at send")
+        payload = {"email": job.to_address, "status": result.code, "permanent": True, "source": "smtp"}
+        emit_event(s, "bounced", payload, now=now, dedupe_key=f"smtp-bounce:{job.touch_id}")
         self.report.outcomes["bounced"] += 1
 
     def _mailbox_down(self, box_id: int, ids: list[int], error: OutreachError) -> None:
@@ -261,11 +274,18 @@ class Deliverer:
                     fresh = s.get(Mailbox, box_id)
                     if fresh is not None:
                         fresh.consecutive_failures, fresh.last_error = 0, None
-            for job in jobs:
+            for index, job in enumerate(jobs):
                 spec = self._prepare(job, box)
                 if spec is None:
                     continue
-                result = conn.send(build_message(spec), box.from_address, job.to_address)
+                try:
+                    result = conn.send(build_message(spec), box.from_address, job.to_address)
+                except MailboxUnavailable as exc:
+                    # Reconnecting after a drop failed before this message's first byte: it was not handed
+                    # over (a retry, not in doubt), and the rest of the batch goes back to the queue.
+                    self._record(job, SendResult(Verdict.TEMPORARY, None, str(exc)))
+                    self._mailbox_down(box_id, [j.touch_id for j in jobs[index + 1 :]], exc)
+                    return
                 self._record(job, result)
         finally:
             conn.close()

@@ -115,6 +115,12 @@ def _resume(session: Session, ctx: JobContext) -> str | None:
     return resume_paused(session, ctx)
 
 
+def _webhooks(engine: Engine, ctx: JobContext) -> str | None:
+    from outreach.webhooks import deliver_webhooks
+
+    return deliver_webhooks(engine, ctx)
+
+
 # The one place jobs are registered.
 JOBS: tuple[Job, ...] = (
     Job("heartbeat", 15, heartbeat, "records that this worker is alive"),
@@ -122,6 +128,7 @@ JOBS: tuple[Job, ...] = (
     Job("inbox", 60, _inbox, "reads replies, bounces and auto-replies from mailboxes over IMAP", own_transactions=True),
     Job("resume", 300, _resume, "resumes enrollments paused until a date (out of office)"),
     Job("finish", 60, _tasks_and_finish, "marks campaigns with nothing left to do as finished"),
+    Job("webhooks", 15, _webhooks, "announces due tasks and delivers signed webhook events", own_transactions=True),
 )
 
 
