@@ -190,11 +190,10 @@ def resolve(
     as_json: JsonFlag = False,
 ) -> None:
     """Decide an in-doubt touch: it was sent (found in the Sent folder or the recipient has it), or resend."""
-    from outreach.outbox import resolve_in_doubt
-
-    engine, _key = _manager_session()
+    engine, key = _manager_session()
     with transaction(engine) as session:
-        if not resolve_in_doubt(session, touch_id, was_sent=sent, now=datetime.now(UTC)):
+        manager = CampaignManager(session, secret_key=key)
+        if not manager.resolve_in_doubt(touch_id, was_sent=sent, now=datetime.now(UTC)):
             raise OutreachError(f"touch {touch_id} is not in doubt")
     state = "sent" if sent else "queued"
     emit({"id": touch_id, "state": state}, as_json, f"touch {touch_id} is {state}")

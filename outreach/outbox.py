@@ -9,6 +9,7 @@ never re-sent silently.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,11 +19,29 @@ from sqlalchemy.orm import Session
 
 from db.enums import MailboxState, StepType, TouchState
 from db.models import CommunicationLog, Mailbox
+from outreach.errors import ConfigError
 
 CLAIMABLE = (TouchState.QUEUED, TouchState.RETRY_WAIT)
 IN_FLIGHT = (TouchState.CLAIMED, TouchState.SENDING)
 COUNTED_AGAINST_LIMITS = (TouchState.SENT, TouchState.IN_DOUBT, TouchState.BOUNCED)
-DEFAULT_LEASE = timedelta(minutes=5)
+LEASE_ENV = "OUTREACH_LEASE_SECONDS"  # tests shorten it so a killed worker's claims come back within seconds
+
+
+def _lease_from_env() -> timedelta:
+    """How long a claim or a send may stay unconfirmed before recovery takes it back (default 5 minutes)."""
+    raw = os.environ.get(LEASE_ENV, "").strip()
+    if not raw:
+        return timedelta(minutes=5)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0
+    if seconds <= 0:
+        raise ConfigError(f"{LEASE_ENV} must be a positive number of seconds, got {raw!r}")
+    return timedelta(seconds=seconds)
+
+
+DEFAULT_LEASE = _lease_from_env()
 MAX_ATTEMPTS = 6
 BACKOFF_BASE = timedelta(minutes=1)
 BACKOFF_CAP = timedelta(hours=2)
