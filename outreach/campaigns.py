@@ -526,7 +526,8 @@ class CampaignManager:
             enrollment.next_step += 1
             self._schedule_next(enrollment, definition, prospect, now, anchor=now)
             return "skipped_steps"
-        counts.setdefault(step_row.id, self._variant_counts(step_row.id))
+        if step_row.id not in counts:  # once per step per tick (setdefault would count on every call)
+            counts[step_row.id] = self._variant_counts(step_row.id)
         variant_row = self.optimize_messaging(step_row, counts[step_row.id])
         counts[step_row.id][variant_row.id] += 1
         variant = next(v for v in step.variants if v.name == variant_row.name)
