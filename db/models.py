@@ -542,6 +542,41 @@ class DemoAsset(Timestamped, Base):
     file_size: Mapped[int | None]
 
 
+class PersonalizationSnippet(Timestamped, Base):
+    """An opener, value proposition or case study from the operator's library, tagged for matching."""
+
+    __tablename__ = "personalization_snippets"
+    __table_args__ = (
+        UniqueConstraint("kind", "name"),
+        CheckConstraint("kind IN ('opener', 'value_prop', 'case_study')", name="kind_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # the template variable it fills: opener, value_prop, case_study
+    name: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)  # itself a template: may use the prospect's fields
+    industries: Mapped[list[Any]] = mapped_column(default=list)
+    titles: Mapped[list[Any]] = mapped_column(default=list)  # titles and seniority words
+    company_sizes: Mapped[list[Any]] = mapped_column(default=list)  # "1-50", "51-200", "1000+"
+    technologies: Mapped[list[Any]] = mapped_column(default=list)
+    pains: Mapped[list[Any]] = mapped_column(default=list)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class OpenerDraft(Timestamped, Base):
+    """A language model's opener for one prospect in one campaign, stored before launch and editable."""
+
+    __tablename__ = "opener_drafts"
+    __table_args__ = (UniqueConstraint("campaign_id", "prospect_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("outreach_campaigns.id", ondelete="CASCADE"))
+    prospect_id: Mapped[int] = mapped_column(ForeignKey("prospects.id", ondelete="CASCADE"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(200))  # None: written by the operator
+    edited: Mapped[bool] = mapped_column(Boolean, default=False)  # changed by the operator after drafting
+
+
 class Task(Timestamped, Base):
     """A LinkedIn or call touch for a person to do; one per touch."""
 

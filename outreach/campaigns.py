@@ -52,7 +52,7 @@ from outreach import outbox
 from outreach.config import load_settings
 from outreach.enrollments import stop_enrollment
 from outreach.errors import OutreachError
-from outreach.generator import available_fields, prospect_context, render_touch
+from outreach.generator import available_fields, launch_lint, render_for_enrollment
 from outreach.mailer import MessageError, check_address
 from outreach.schedule import next_send_time
 from outreach.sequence import Definition, Step, Variant, from_data, template_fields, to_data
@@ -95,6 +95,7 @@ class LaunchCheck:
     missing_fields: dict[str, int] = field(default_factory=dict)  # field -> prospects lacking it
     first_days: dict[str, int] = field(default_factory=dict)  # ISO date -> first touches due that day
     mailboxes: list[str] = field(default_factory=list)
+    lint: list[str] = field(default_factory=list)  # content warnings (outreach.generator.launch_lint); never block
     to_enroll: list[tuple[int, datetime]] = field(default_factory=list, repr=False)  # (prospect id, first due)
 
     @property
@@ -353,6 +354,8 @@ class CampaignManager:
             check.problems.append("audience: no prospect matches the campaign's audience")
         elif check.enrollable == 0:
             check.problems.append("audience: every matching prospect is suppressed or already enrolled")
+        has_postal = bool(postal_address(self.session, definition))
+        check.lint = launch_lint(self.session, campaign, definition, prospects, now, postal_address=has_postal)
         check.first_days = dict(sorted(check.first_days.items())[:14])
         return check
 
@@ -540,9 +543,10 @@ class CampaignManager:
         )  # fmt: skip
         outcome = "queued" if step.type is StepType.EMAIL else "tasks"
         try:
-            rendered = render_touch(
-                step, variant, prospect_context(prospect, definition.fallbacks), previous.subject if previous else None
-            )
+            rendered = render_for_enrollment(
+                self.session, campaign, definition, enrollment.next_step, variant, prospect, enrollment.id, now,
+                thread_subject=previous.subject if previous else None,
+            )  # fmt: skip
             touch.subject, touch.body_text, touch.body_html = rendered.subject, rendered.text, rendered.html
         except TemplateError as exc:
             touch.state, touch.last_error = TouchState.FAILED, f"render failed: {exc}"

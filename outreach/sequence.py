@@ -62,6 +62,11 @@ PROSPECT_ZONE = "prospect"
 DEFAULT_VARIANT = "A"
 SHORTHAND_KEYS = ("subject", "body", "html")
 TEMPLATE_KEYS = ("subject", "body", "html")
+# Values the message generator adds to every template's context (outreach.generator): a template may use
+# them without any prospect having them, so they are never reported as fields prospects lack.
+GENERATED_FIELDS = frozenset(
+    {"opener", "value_prop", "case_study", "demo_link", "demo_title", "demo_description", "previous", "now"}
+)
 _SKIP_RULES = "rules_checked"  # validation context flag: parse() has already run the cross-key rules
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -274,6 +279,8 @@ class Step(_Model):
     delay: DelayField = Delay(0, DelayUnit.DAYS)
     when: StepCondition = StepCondition.ALWAYS
     thread: bool = False
+    quote_previous: bool = False  # quote the previous email below this one, as mail clients do
+    fallbacks: dict[FieldName, str] = {}  # this step's text for fields a prospect lacks (e.g. no matching demo)
     variants: tuple[Variant, ...] = ()
 
     @model_validator(mode="before")
@@ -381,7 +388,7 @@ def _rule_issues(raw: Any) -> list[_Issue]:
 
 
 def _step_issues(loc: Loc, step: Mapping[str, Any], ctx: _StepContext) -> list[_Issue]:
-    issues = _when_issues(loc, step.get("when"), ctx)
+    issues = _when_issues(loc, step.get("when"), ctx) + _quote_issues(loc, step.get("quote_previous"), ctx)
     variants = step.get("variants")
     if isinstance(variants, list) and not any(key in step for key in SHORTHAND_KEYS):
         issues += _duplicate_names(loc, variants)
@@ -404,6 +411,31 @@ def _thread_issues(loc: Loc, ctx: _StepContext) -> list[_Issue]:
     if not ctx.earlier_email:
         return [_Issue(where, "there is no earlier email step to reply to; remove thread")]
     return []
+
+
+def _quote_issues(loc: Loc, quote: Any, ctx: _StepContext) -> list[_Issue]:
+    if not _loose_bool(quote, False):
+        return []
+    where = (*loc, "quote_previous")
+    if ctx.type != StepType.EMAIL:
+        return [_Issue(where, "only email steps can quote the previous email; remove quote_previous")]
+    if not ctx.earlier_email:
+        return [_Issue(where, "there is no earlier email step to quote; remove quote_previous")]
+    return []
+
+
+def _previous_issues(loc: Loc, source: Any, ctx: _StepContext) -> list[_Issue]:
+    """`{{ previous.… }}` needs an earlier email (unless the template guards it with `is defined`)."""
+    if not isinstance(source, str) or ctx.earlier_email:
+        return []
+    try:
+        needed = fields_without_default(source)
+    except TemplateProblem:
+        return []  # reported as a compile problem
+    if "previous" not in needed:
+        return []
+    return [_Issue(loc, "uses previous, but no email comes before this step; remove it or wrap it in "
+                        "{% if previous is defined %}…{% endif %}")]  # fmt: skip
 
 
 def _when_issues(loc: Loc, when: Any, ctx: _StepContext) -> list[_Issue]:
@@ -460,6 +492,7 @@ def _message_issues(loc: Loc, message: Mapping[str, Any], ctx: _StepContext) -> 
         issues.append(_Issue((*loc, "subject"), "a subject must be a single line"))
     for key in TEMPLATE_KEYS:
         issues += _template_issues((*loc, key), message.get(key), html=key == "html")
+        issues += _previous_issues((*loc, key), message.get(key), ctx)
     return issues
 
 
@@ -705,6 +738,10 @@ def _step_data(step: Step) -> dict[str, Any]:
         data["when"] = step.when.value
     if step.thread:
         data["thread"] = True
+    if step.quote_previous:
+        data["quote_previous"] = True
+    if step.fallbacks:
+        data["fallbacks"] = dict(step.fallbacks)
     only = step.variants[0] if len(step.variants) == 1 else None
     if only is not None and only.name == DEFAULT_VARIANT and only.weight == 1.0:
         data.update(_variant_data(only, named=False))
@@ -784,12 +821,18 @@ def template_locations(definition: Definition) -> Iterator[tuple[Loc, str, bool]
                     yield ("steps", i, "variants", j, key), source, key == "html"
 
 
+def _covered(definition: Definition, loc: Loc) -> set[str]:
+    """Fields a template at `loc` never lacks: the generator's, and the campaign's and its step's fallbacks."""
+    step = definition.steps[int(loc[1])]
+    return set(GENERATED_FIELDS) | set(definition.fallbacks) | set(step.fallbacks)
+
+
 def template_fields(definition: Definition) -> set[str]:
     """Fields the templates need from each prospect: used without a default and not covered by fallbacks."""
     needed: set[str] = set()
-    for _loc, source, _html in template_locations(definition):
-        needed |= fields_without_default(source)
-    return needed - set(definition.fallbacks)
+    for loc, source, _html in template_locations(definition):
+        needed |= fields_without_default(source) - _covered(definition, loc)
+    return needed
 
 
 def missing_fields(definition: Definition, available_fields: set[str], source: str | None = None) -> list[Problem]:
@@ -797,7 +840,7 @@ def missing_fields(definition: Definition, available_fields: set[str], source: s
     root = _load(source)[0] if source is not None else None
     problems = []
     for loc, template, _html in template_locations(definition):
-        for field in sorted(fields_without_default(template) - available_fields - set(definition.fallbacks)):
+        for field in sorted(fields_without_default(template) - available_fields - _covered(definition, loc)):
             message = (
                 f'uses "{field}", which no prospect has; add it to the prospects, '
                 f"write {{{{ {field} | default('…') }}}}, or add it to fallbacks"

@@ -261,7 +261,7 @@ def test_a_yaml_import_with_errors_shows_paths_and_lines_and_saves_nothing(at: A
     shown = errors(at)
     assert shown[0] == "The campaign has 3 problems; nothing was saved."
     assert shown[1] == 'steps[0].colour (line 7): unknown key "colour"; allowed here: ' + (
-        "type, delay, when, thread, variants, subject, body, html"
+        "type, delay, when, thread, quote_previous, fallbacks, variants, subject, body, html"
     )
     assert shown[2].startswith('steps[1].delay (line 8): "3 weeks" is not a delay')
     assert shown[3] == "steps[1].subject (line 8): an email needs a subject (only threaded follow-ups reuse one)"
@@ -630,7 +630,7 @@ def test_preview_shows_the_rendered_message_and_names_a_missing_field(at: AppTes
     assert codes[1].startswith("Hi Pat0,\nquick idea.") and "Outreach Inc, 1 Main St" in codes[1]
     headers = next(d.value for d in at.dataframe if "header" in d.value.columns)
     shown = dict(zip(headers["header"], headers["value"], strict=True))
-    assert shown["Subject"] == "Idea for Acme" and shown["To"] == "p0.cfos@acme.test"
+    assert shown["Subject"] == "Idea for Acme" and shown["To"] == "Pat0 <p0.cfos@acme.test>"
     assert "List-Unsubscribe" in shown
 
     at.selectbox(key=f"preview_variant:{campaign}:1").select("B").run()
