@@ -14,9 +14,10 @@ import io
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,10 @@ class ProspectFile:
     delimiter: str | None = None
 
     def chunks(self, size: int = 20_000) -> Iterator[Chunk]:
-        records = _xlsx_records(self.path) if self.kind == "xlsx" else _csv_records(self)
-        yield from _chunked(self, records, size)
+        if self.kind == "xlsx":
+            yield from _chunked(self, _xlsx_records(self.path), size)
+        else:
+            yield from _csv_chunks(self, size)
 
 
 def open_prospect_file(path: Path | str, header_score: HeaderScore) -> ProspectFile:
@@ -248,11 +251,11 @@ def _count_newlines(path: Path) -> int:
     return count + 1
 
 
-def _csv_records(pf: ProspectFile) -> Iterator[list[str]]:
+def _csv_chunks(pf: ProspectFile, size: int) -> Iterator[Chunk]:
     try:
         with pf.path.open("r", encoding=pf.encoding, newline="", errors="strict") as fh:
             reader = csv.reader(fh, delimiter=pf.delimiter or ",", strict=False)
-            yield from _guard(pf.path.name, reader)
+            yield from _chunked(pf, reader, size, _CsvErrors(pf.path.name, reader))
     except UnicodeDecodeError as exc:
         raise ProspectFileError(
             f"{pf.path.name}: bytes at offset {exc.start} are not valid {pf.encoding}; "
@@ -260,18 +263,21 @@ def _csv_records(pf: ProspectFile) -> Iterator[list[str]]:
         ) from None
 
 
-def _guard(name: str, reader: Any) -> Iterator[list[str]]:
-    """Turn the csv module's errors into one that names the file and the row."""
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
+@dataclass(frozen=True)
+class _CsvErrors:
+    """Turns the csv module's errors into one that names the file and the row."""
+
+    name: str
+    reader: Any
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: Any) -> None:
+        if isinstance(exc, csv.Error):
             raise ProspectFileError(
-                f"{name}: row {reader.line_num}: {exc} (often a quote that is never closed)"
+                f"{self.name}: row {self.reader.line_num}: {exc} (often a quote that is never closed)"
             ) from None
-        yield record
 
 
 # --- XLSX ----------------------------------------------------------------------------------------
@@ -346,24 +352,45 @@ def xlsx_cell_text(value: Any) -> str:
 # --- chunks --------------------------------------------------------------------------------------
 
 
-def _chunked(pf: ProspectFile, records: Iterator[list[str]], size: int) -> Iterator[Chunk]:
+def _chunked(
+    pf: ProspectFile, records: Iterator[list[str]], size: int, errors: AbstractContextManager[None] | None = None
+) -> Iterator[Chunk]:
+    """Data rows in chunks of `size` (the last one shorter), read with islice: no per-record generator.
+
+    Exactly the records a chunk needs are read before it is yielded (so a preview of the first rows
+    never reads further, and a broken record fails the chunk it belongs to)."""
+    guard = errors or nullcontext()
+    size = max(size, 1)
     width = len(pf.header)
+    with guard:
+        skipped = len(list(islice(records, pf.header_row)))  # the preamble and the header row
+    next_number = skipped + 1
     numbers: list[int] = []
     rows: list[list[str]] = []
     problems: dict[int, str] = {}
-    for row_number, record in enumerate(records, start=1):
-        if row_number <= pf.header_row:
-            continue
-        if not any(record):
-            continue  # blank lines (and rows of empty cells) are not rows
-        if len(record) != width:
-            if len(record) > width and "".join(record[width:]).strip():
-                problems[len(rows)] = f"row has {len(record)} cells but the header has {width}"
-            record = record[:width] + [""] * (width - len(record))
-        numbers.append(row_number)
-        rows.append(record)
+    while True:
+        with guard:
+            batch = list(islice(records, size - len(rows)))
+        if not batch:
+            break
+        if all(map(width.__eq__, map(len, batch))) and all(map(any, batch)):  # the usual case: nothing to fix
+            numbers.extend(range(next_number, next_number + len(batch)))
+            rows.extend(batch)
+        else:
+            for row_number, record in enumerate(batch, start=next_number):
+                if not any(record):
+                    continue  # blank lines (and rows of empty cells) are not rows
+                if len(record) != width:
+                    if len(record) > width and "".join(record[width:]).strip():
+                        problems[len(rows)] = f"row has {len(record)} cells but the header has {width}"
+                    record = record[:width] + [""] * (width - len(record))
+                numbers.append(row_number)
+                rows.append(record)
+        next_number += len(batch)
+        del batch
         if len(rows) >= size:
-            yield Chunk(numbers, rows, problems)
+            ready = [Chunk(numbers, rows, problems)]
             numbers, rows, problems = [], [], {}
+            yield ready.pop()  # no local keeps the chunk alive while the consumer works on it
     if rows:
         yield Chunk(numbers, rows, problems)

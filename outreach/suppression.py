@@ -15,7 +15,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import pandas as pd
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
@@ -184,17 +183,19 @@ class SuppressionIndex:
         """For each dedupe key (None = invalid row): is it suppressed?"""
         if not (self.emails or self.domains or self.email_hashes):
             return [False] * len(keys)
-        series = pd.Series(list(keys), dtype=object)
-        result = series.isin(self.emails).tolist()
+        emails = self.emails
+        result = [key in emails for key in keys]
+        keyed = hmac.new(self.secret_key.encode("utf-8"), digestmod=hashlib.sha256)  # keyed_hash, key set up once
         domain_cache: dict[str, bool] = {}
         for index, key in enumerate(keys):
             if key is None or result[index]:
                 continue
-            if self.email_hashes and (
-                keyed_hash(key, self.secret_key) in self.email_hashes or plain_hash(key) in self.email_hashes
-            ):
-                result[index] = True
-                continue
+            if self.email_hashes:
+                digest = keyed.copy()
+                digest.update(key.encode("utf-8"))
+                if digest.hexdigest() in self.email_hashes or plain_hash(key) in self.email_hashes:
+                    result[index] = True
+                    continue
             if self.domains:
                 domain = key.rpartition("@")[2]
                 hit = domain_cache.get(domain)
