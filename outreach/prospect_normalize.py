@@ -790,7 +790,7 @@ def template_empty_counts(records: list[dict[str, Any]], names: list[str]) -> Co
         k for r in records for k, v in (r.get("custom_fields") or {}).items() if v not in (None, "")
     )
     for name in names:
-        if records and name in records[0]:
+        if name == "email" or name in STORED_FIELDS:
             present = sum(1 for r in records if r.get(name) is not None and r.get(name) != "")
         else:
             present = custom_present[name]

@@ -344,6 +344,11 @@ class _Importer:
             seen = [i for i, (ok, new) in enumerate(zip(live, fresh, strict=True)) if ok and not new]
         fresh_count = live_count - len(seen)
         self.counts.imported += fresh_count
+        # An address already counted in an earlier chunk is counted again below with its merged state:
+        # take back what it contributed then (its stored state is what was counted).
+        counted = [record for key, record in existing.items() if key in self.seen_keys]
+        for name, count in template_empty_counts(counted, self.template_fields).items():
+            self.empty[name] = self.empty.get(name, 0) - count
         states = self._sequential(_records(norm, seen), existing)
         self._update([s for s in states.values() if s.get("_dirty")])
         self._insert(norm, fresh, fresh_count, [s for s in states.values() if "id" not in s])
@@ -558,9 +563,6 @@ _RECORD_COLUMNS = (
 
 
 _ROW_COLUMNS = (*_PLAIN_INSERT_COLUMNS, "is_role_address", "is_disposable")
-# Columns of the old per-chunk DataFrame that a custom field may be named like; the report's empty-field
-# counts looked those columns up instead of the custom field, and still do (row: never empty; reject: always).
-_NEVER_EMPTY = frozenset({"row", "custom_fields", *DERIVED_FLAGS.values()})
 
 
 def _records(norm: NormalizedChunk, index_list: list[int]) -> list[dict[str, Any]]:
@@ -589,14 +591,7 @@ def _fresh_empty_counts(norm: NormalizedChunk, excluded: list[int], count: int, 
             column = norm.values[name]
             kept = norm.present[name] - sum(1 for index in excluded if column[index] is not None)
             missing = count - kept
-        elif name in norm.values:
-            kept_rows = set(range(norm.size)) - set(excluded)
-            missing = sum(1 for index in kept_rows if norm.values[name][index] is None)
-        elif name in _NEVER_EMPTY:
-            missing = 0
-        elif name == "reject":
-            missing = count
-        else:
+        else:  # a custom field: every other template name is one of the prospect fields counted above
             if present is None:
                 present = norm.custom.present(excluded)
             missing = count - present[name]
