@@ -25,6 +25,7 @@ from db.models import LeadQualification, LeadStageChange, Prospect
 from outreach.conversations import conversation
 from outreach.errors import OutreachError
 from outreach.export import neutralize_cell
+from outreach.prospect_fields import PROSPECT_FIELDS
 from outreach.suppression import is_suppressed
 
 CRM_FORMATS: dict[str, str] = {
@@ -151,10 +152,7 @@ def _salesforce(facts: _Facts) -> dict[str, Any]:
     }  # fmt: skip
 
 
-_PROSPECT_FIELDS = (
-    "email", "first_name", "last_name", "title", "seniority", "company", "company_domain", "website", "industry",
-    "employee_count", "city", "state", "country", "timezone", "linkedin_url", "phone", "source",
-)  # fmt: skip
+_PROSPECT_FIELDS = (*PROSPECT_FIELDS, "source")
 
 
 def _record(session: Session, facts: _Facts, now: datetime) -> dict[str, Any]:

@@ -32,34 +32,14 @@ from db.models import (
     SequenceStep,
 )
 from outreach.errors import OutreachError
+from outreach.prospect_fields import PROSPECT_FIELDS
 
 EXPORT_KINDS = ("prospects", "leads", "activity")
 FORMATS = ("csv", "json")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 BATCH = 2_000
 
-PROSPECT_COLUMNS = (
-    "email",
-    "first_name",
-    "last_name",
-    "title",
-    "seniority",
-    "company",
-    "company_domain",
-    "website",
-    "industry",
-    "employee_count",
-    "city",
-    "state",
-    "country",
-    "timezone",
-    "linkedin_url",
-    "phone",
-    "is_role_address",
-    "is_disposable",
-    "source",
-    "created_at",
-)
+PROSPECT_COLUMNS = (*PROSPECT_FIELDS, "is_role_address", "is_disposable", "source", "created_at")
 LEAD_COLUMNS = ("email", "first_name", "last_name", "title", "company", "stage", "score", "stage_updated_at")
 ACTIVITY_COLUMNS = ("at", "email", "campaign", "kind", "channel", "step", "subject", "detail")
 

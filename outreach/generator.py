@@ -29,14 +29,11 @@ from outreach.content_lint import lint_message
 from outreach.mailer import reply_subject
 from outreach.matching import Candidate, Profile, Scored, profile_of, rank, score
 from outreach.personalization import LibraryItem, campaign_has_drafts, draft_of, library_items
+from outreach.prospect_fields import PROSPECT_FIELDS
 from outreach.sequence import Definition, Step, Variant
 from outreach.spintax import has_spintax, spin_seed
 from outreach.templating import RenderError, render, undeclared_fields, values_of
 
-PROSPECT_FIELDS = (
-    "email", "first_name", "last_name", "title", "seniority", "company", "company_domain", "website",
-    "industry", "employee_count", "city", "state", "country", "timezone", "linkedin_url", "phone",
-)  # fmt: skip
 SNIPPET_FIELDS = ("opener", "value_prop", "case_study")  # each also the snippet kind that fills it
 DEMO_FIELDS = ("demo_link", "demo_title", "demo_description")
 _MATCHED = frozenset({*SNIPPET_FIELDS, *DEMO_FIELDS})

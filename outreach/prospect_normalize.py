@@ -36,6 +36,7 @@ from phonenumbers import geocoder
 from phonenumbers import timezone as phone_timezone
 
 from db.models import Prospect
+from outreach.prospect_fields import STORED_FIELDS
 from outreach.prospect_files import Chunk
 from outreach.prospect_mapping import ColumnMapping
 
@@ -44,23 +45,6 @@ STRING = "string[pyarrow]"
 # Text fields stored as given (trimmed); cut to the column's length rather than failing the import.
 TEXT_FIELDS = ("first_name", "last_name", "title", "seniority", "company", "industry", "city", "state", "country")
 URL_FIELDS = ("website", "linkedin_url")  # a cut URL is a broken URL: dropped instead when too long
-STORED_FIELDS = (
-    "first_name",
-    "last_name",
-    "title",
-    "seniority",
-    "company",
-    "company_domain",
-    "website",
-    "industry",
-    "employee_count",
-    "city",
-    "state",
-    "country",
-    "timezone",
-    "linkedin_url",
-    "phone",
-)
 # Fields computed from other cells: they fill gaps in an existing prospect but never overwrite it.
 DERIVED_FLAGS = {"company_domain": "company_domain_derived", "timezone": "timezone_derived"}
 

@@ -31,6 +31,7 @@ from db.models import (
     Task,
 )
 from outreach.errors import OutreachError
+from outreach.prospect_fields import STORED_FIELDS
 
 COUNT_CAP = 10_000
 MAX_PAGE_SIZE = 500
@@ -105,7 +106,7 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _filtered(query: Select[Any], flt: ProspectFilter) -> Select[Any]:
+def filtered(query: Select[Any], flt: ProspectFilter) -> Select[Any]:
     if flt.list_name:
         query = query.join(ProspectListMember, ProspectListMember.prospect_id == Prospect.id).join(
             ProspectList, (ProspectList.id == ProspectListMember.list_id) & (ProspectList.name == flt.list_name)
@@ -152,12 +153,12 @@ def search_prospects(
         Prospect.country,
         Prospect.created_at,
     )
-    query = _filtered(select(*columns), flt).order_by(Prospect.id.desc())
+    query = filtered(select(*columns), flt).order_by(Prospect.id.desc())
     query = query.where(Prospect.id < after_id) if after_id is not None else query.offset((page - 1) * page_size)
     rows = [ProspectRow(*r) for r in session.execute(query.limit(page_size + 1))]
     has_more = len(rows) > page_size
     rows = rows[:page_size]
-    capped = _filtered(select(Prospect.id), flt).limit(count_cap + 1).subquery()
+    capped = filtered(select(Prospect.id), flt).limit(count_cap + 1).subquery()
     total = int(session.scalar(select(func.count()).select_from(capped)) or 0)
     return ProspectPage(
         rows=rows,
@@ -172,7 +173,7 @@ def search_prospects(
 def matching_ids(flt: ProspectFilter | None = None) -> Select[Any]:
     """A SELECT of the ids of every prospect matching the filter, for set-based bulk actions
     (INSERT ... SELECT), so acting on a million matches never loads their ids into Python."""
-    return _filtered(select(Prospect.id), flt or ProspectFilter())
+    return filtered(select(Prospect.id), flt or ProspectFilter())
 
 
 def filter_choices(session: Session) -> dict[str, list[str]]:
@@ -188,28 +189,7 @@ def filter_choices(session: Session) -> dict[str, list[str]]:
     }
 
 
-_DETAIL_FIELDS = (
-    "first_name",
-    "last_name",
-    "title",
-    "seniority",
-    "company",
-    "company_domain",
-    "website",
-    "industry",
-    "employee_count",
-    "city",
-    "state",
-    "country",
-    "timezone",
-    "linkedin_url",
-    "phone",
-    "is_role_address",
-    "is_disposable",
-    "source",
-    "created_at",
-    "updated_at",
-)
+_DETAIL_FIELDS = (*STORED_FIELDS, "is_role_address", "is_disposable", "source", "created_at", "updated_at")
 
 
 def find_prospect_id(session: Session, email: str) -> int | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from db.enums import (
@@ -45,6 +45,8 @@ from db.models import (
     User,
 )
 from outreach.config import SECRET_KEY_FILE, Settings, redact_url
+from outreach.prospect_fields import PROSPECT_FIELDS
+from outreach.prospect_search import ProspectFilter, filtered
 from outreach.worker import latest_heartbeats
 
 # The worker beats every 15 s; four missed beats in a row means it is not running.
@@ -113,52 +115,6 @@ def prospect_lists(session: Session) -> list[ListCount]:
     return prospect_totals(session).lists
 
 
-def _prospect_filter(stmt: Select[Any], search: str | None, list_id: int | None) -> Select[Any]:
-    if list_id is not None:
-        stmt = stmt.where(
-            Prospect.id.in_(select(ProspectListMember.prospect_id).where(ProspectListMember.list_id == list_id))
-        )
-    term = (search or "").strip().lower()[:SEARCH_MAX_LENGTH]
-    if term:
-        stmt = stmt.where(
-            or_(
-                Prospect.email_normalized.contains(term, autoescape=True),
-                func.lower(Prospect.company).contains(term, autoescape=True),
-                func.lower(Prospect.first_name).contains(term, autoescape=True),
-                func.lower(Prospect.last_name).contains(term, autoescape=True),
-            )
-        )
-    return stmt
-
-
-def count_prospects(session: Session, *, search: str | None = None, list_id: int | None = None) -> int:
-    stmt = _prospect_filter(select(func.count(Prospect.id)), search, list_id)
-    return session.scalar(stmt) or 0
-
-
-def prospect_rows(
-    session: Session, *, limit: int, offset: int = 0, search: str | None = None, list_id: int | None = None
-) -> list[dict[str, Any]]:
-    """One page of prospects, newest first, with the flags an operator checks before sending."""
-    stmt = _prospect_filter(select(Prospect), search, list_id)
-    stmt = stmt.order_by(Prospect.id.desc()).limit(limit).offset(offset)  # the primary key: no sort at scale
-    rows = []
-    for p in session.scalars(stmt):
-        flags = [name for name, on in (("role address", p.is_role_address), ("disposable", p.is_disposable)) if on]
-        rows.append(
-            {
-                "email": p.email,
-                "name": _full_name(p.first_name, p.last_name),
-                "company": p.company or "",
-                "title": p.title or "",
-                "country": p.country or "",
-                "flags": ", ".join(flags),
-                "added": p.created_at,
-            }
-        )
-    return rows
-
-
 @dataclass(frozen=True)
 class ProspectOption:
     id: int
@@ -168,29 +124,12 @@ class ProspectOption:
 
 def find_prospects(session: Session, search: str | None, *, limit: int = 50) -> list[ProspectOption]:
     """Prospects matching a search, for pickers (email, name or company)."""
-    stmt = _prospect_filter(select(Prospect.id, Prospect.email, Prospect.first_name, Prospect.last_name), search, None)
+    columns = select(Prospect.id, Prospect.email, Prospect.first_name, Prospect.last_name)
+    stmt = filtered(columns, ProspectFilter((search or "")[:SEARCH_MAX_LENGTH]))
     stmt = stmt.order_by(Prospect.email_normalized).limit(limit)
     return [ProspectOption(pid, email, _full_name(first, last)) for pid, email, first, last in session.execute(stmt)]
 
 
-PROSPECT_FIELDS = (
-    "email",
-    "first_name",
-    "last_name",
-    "title",
-    "seniority",
-    "company",
-    "company_domain",
-    "website",
-    "industry",
-    "employee_count",
-    "city",
-    "state",
-    "country",
-    "timezone",
-    "linkedin_url",
-    "phone",
-)
 
 
 def prospect_fields(session: Session, prospect_id: int) -> dict[str, Any] | None:
@@ -461,6 +400,7 @@ def in_doubt_rows(session: Session, *, limit: int, offset: int = 0) -> list[dict
             "message-id": touch.message_id or "",
             "mailbox": mailbox or "",
             "in doubt since": touch.updated_at,
+            "sent folder check": touch.last_error or "",  # outreach.in_doubt's note, where IMAP is set up
         }
         for touch, email, campaign, mailbox in session.execute(stmt)
     ]

@@ -109,7 +109,7 @@ def test_an_empty_workspace_reads_as_zeros_and_empty_lists(session) -> None:
     totals = workspace.prospect_totals(session)
     assert (totals.prospects, totals.role_addresses, totals.disposable, totals.suppressions) == (0, 0, 0, 0)
     assert totals.lists == []
-    assert workspace.prospect_rows(session, limit=10) == []
+    assert workspace.find_prospects(session, None) == []
     assert workspace.campaign_summaries(session) == []
     assert set(workspace.inbound_counts(session).values()) == {0}
     assert workspace.open_task_rows(session, limit=10) == []
@@ -148,43 +148,20 @@ def test_prospect_totals_count_flags_suppressions_and_list_members(session) -> N
     assert [(item.name, item.members) for item in totals.lists] == [("cfos", 2), ("empty", 0)]
 
 
-def test_prospect_rows_come_a_page_at_a_time_newest_first(session) -> None:
-    for i in range(7):
-        add_prospect(session, f"p{i}@acme.test", created=NOW + timedelta(minutes=i), first_name=f"P{i}", company="Acme")
-
-    first = workspace.prospect_rows(session, limit=3, offset=0)
-    third = workspace.prospect_rows(session, limit=3, offset=6)
-
-    assert [r["email"] for r in first] == ["p6@acme.test", "p5@acme.test", "p4@acme.test"]
-    assert [r["email"] for r in third] == ["p0@acme.test"]
-    assert first[0]["name"] == "P6" and first[0]["company"] == "Acme"
-    assert workspace.count_prospects(session) == 7
-
-
 def test_prospect_search_matches_email_name_or_company_and_treats_wildcards_literally(session) -> None:
     add_prospect(session, "dana@bank.test", first_name="Dana", company="Big Bank", is_role_address=True)
     add_prospect(session, "sam@shop.test", first_name="Sam", last_name="Lee", company="100% Shop")
     add_prospect(session, "alex@other.test", company="Other")
 
-    assert [r["email"] for r in workspace.prospect_rows(session, limit=10, search="BIG bank")] == ["dana@bank.test"]
-    assert [r["email"] for r in workspace.prospect_rows(session, limit=10, search="lee")] == ["sam@shop.test"]
-    assert [r["email"] for r in workspace.prospect_rows(session, limit=10, search="100%")] == ["sam@shop.test"]
-    assert workspace.count_prospects(session, search="%") == 1  # '%' is a character, not "anything"
-    assert workspace.count_prospects(session, search="_") == 0
-    assert workspace.prospect_rows(session, limit=10, search="dana")[0]["flags"] == "role address"
+    def found(search: str) -> list[str]:
+        return [option.email for option in workspace.find_prospects(session, search)]
 
-
-def test_prospect_rows_filter_by_list(session) -> None:
-    inside = add_prospect(session, "in@acme.test")
-    add_prospect(session, "out@acme.test")
-    members = ProspectList(name="vip")
-    session.add(members)
-    session.flush()
-    session.add(ProspectListMember(list_id=members.id, prospect_id=inside.id))
-    session.flush()
-
-    assert [r["email"] for r in workspace.prospect_rows(session, limit=10, list_id=members.id)] == ["in@acme.test"]
-    assert workspace.count_prospects(session, list_id=members.id) == 1
+    assert found("BIG bank") == ["dana@bank.test"]
+    assert found("lee") == ["sam@shop.test"]
+    assert found("100%") == ["sam@shop.test"]
+    assert found("%") == ["sam@shop.test"]  # '%' is a character, not "anything"
+    assert found("_") == []
+    assert found("") == ["alex@other.test", "dana@bank.test", "sam@shop.test"]
 
 
 def test_prospect_picker_and_fields_include_custom_fields(session) -> None:
