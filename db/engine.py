@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _engines: dict[str, Engine] = {}
@@ -75,8 +75,7 @@ def transaction(engine: Engine, *, readonly: bool = False) -> Iterator[Session]:
     deferred transaction on SQLite (no write lock) and rolls back at the end.
     """
     bind = engine.execution_options(sqlite_begin="DEFERRED") if readonly else engine
-    factory = sessionmaker(bind=bind, expire_on_commit=False)
-    with factory() as session:
+    with Session(bind=bind, expire_on_commit=False) as session:
         try:
             yield session
             if readonly:
