@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from db.engine import transaction
 from outreach.config import Settings, load_settings
+from outreach.demo import is_demo
 from outreach.errors import OutreachError
 from outreach.runtime import open_engine, require_current_schema
 from outreach.users import LOCKOUT, MAX_FAILED_LOGINS, authenticate, get_active_user
@@ -98,6 +99,7 @@ if st.session_state.get("user") is None:
 
 with transaction(engine, readonly=True) as session:  # deactivation and role changes apply at once
     fresh = get_active_user(session, st.session_state["user"].id)
+    demo_workspace = is_demo(session)
 if fresh is None:
     st.session_state.clear()
     st.rerun()
@@ -105,4 +107,11 @@ st.session_state["user"] = fresh
 st.session_state["engine"] = engine
 current = st.navigation(PAGES)
 _sidebar()
+if demo_workspace:  # `outreach demo` built this workspace: say so on every page, above its title
+    st.sidebar.badge("DEMO", icon=":material/science:", color="orange")
+    st.warning(
+        "**DEMO workspace** — generated prospects and engagement, for trying the dashboard. Addresses end in "
+        "`.example` and nothing here reaches a person. Your real workspace is a different data dir.",
+        icon=":material/science:",
+    )
 current.run()

@@ -157,3 +157,12 @@ class WebhookDeliveryState(StrEnum):
     PENDING = "pending"  # waiting for its first try or a retry
     DELIVERED = "delivered"
     FAILED = "failed"  # gave up after the last retry
+
+
+class ExperimentAction(StrEnum):
+    """What a look at an A/B test decided (the Experiments page's decision log)."""
+
+    CONTINUE = "continue"  # an interim look crossed no boundary: keep collecting
+    WINNER = "winner"  # significant at plan; every variant keeps being assigned
+    PROMOTED = "promoted"  # significant at plan; the losers stop being assigned
+    NO_DIFFERENCE = "no_difference"  # the plan is reached and the test is not significant

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -26,6 +26,7 @@ from db.enums import (
     DelayUnit,
     EnrollmentState,
     EventKind,
+    ExperimentAction,
     Intent,
     LeadStage,
     MailboxState,
@@ -285,10 +286,26 @@ class Mailbox(Timestamped, Base):
     per_minute: Mapped[int] = mapped_column(Integer, default=2)
     ramp_start: Mapped[int | None]
     ramp_increment: Mapped[int | None]
+    ramp_started_on: Mapped[date | None]  # day 1 of the ramp (UTC); outreach.ramp counts from it
     state: Mapped[MailboxState] = mapped_column(str_enum(MailboxState, "mailbox_state"), default=MailboxState.ACTIVE)
     paused_reason: Mapped[str | None] = mapped_column(String(300))
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)  # connection/login failures in a row
     last_error: Mapped[str | None] = mapped_column(Text)
+    health_reset_at: Mapped[datetime | None]  # resumed then: its health counts only touches sent since
+
+
+class DkimKey(Timestamped, Base):
+    """One sending domain's DKIM key; the private key only ever encrypted (outreach.dkim)."""
+
+    __tablename__ = "dkim_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(String(253), unique=True)
+    selector: Mapped[str] = mapped_column(String(63))
+    private_key_encrypted: Mapped[str] = mapped_column(Text)  # Fernet token under a key derived from the secret key
+    public_key: Mapped[str] = mapped_column(Text)  # base64 DER SubjectPublicKeyInfo: the DNS record's p=
+    key_bits: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(16))  # generated | imported
 
 
 class CampaignMailbox(Base):
@@ -376,7 +393,7 @@ class Enrollment(Timestamped, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("outreach_campaigns.id", ondelete="CASCADE"))
     prospect_id: Mapped[int] = mapped_column(ForeignKey("prospects.id", ondelete="CASCADE"), index=True)
-    mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id", ondelete="SET NULL"))
+    mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id", ondelete="SET NULL"), index=True)
     state: Mapped[EnrollmentState] = mapped_column(
         str_enum(EnrollmentState, "enrollment_state"), default=EnrollmentState.ACTIVE
     )
@@ -394,6 +411,8 @@ class CommunicationLog(Timestamped, Base):
         UniqueConstraint("enrollment_id", "step_id"),  # no touch can ever be created twice
         Index("ix_communication_log_state_due_at", "state", "due_at"),
         Index("ix_communication_log_state_lease_expires_at", "state", "lease_expires_at"),
+        # A mailbox's rolling limits count its recent sends: without this SQLite walks every sent touch ever.
+        Index("ix_communication_log_mailbox_id_sent_at", "mailbox_id", "sent_at"),
         CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
     )
 
@@ -416,6 +435,9 @@ class CommunicationLog(Timestamped, Base):
     body_html: Mapped[str | None] = mapped_column(Text)
     links: Mapped[list[Any]] = mapped_column(default=list)  # the only URLs a click may redirect to
     sent_at: Mapped[datetime | None] = mapped_column(index=True)
+    # Set while a queued touch waits for the operator (e.g. it became later than the campaign's maximum
+    # lateness while the worker was down): never claimed until confirmed (cleared) or cancelled.
+    hold_reason: Mapped[str | None] = mapped_column(String(300))
 
 
 class EngagementEvent(Base):
@@ -423,6 +445,8 @@ class EngagementEvent(Base):
     __table_args__ = (
         Index("ix_engagement_events_campaign_id_kind_occurred_at", "campaign_id", "kind", "occurred_at"),
         Index("ix_engagement_events_communication_id_kind", "communication_id", "kind"),
+        # Analytics: the touches with a (human) event of a kind, read as one range of this index (issue 8).
+        Index("ix_engagement_events_kind_is_machine_communication_id", "kind", "is_machine", "communication_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -449,8 +473,8 @@ class ResponseAnalysis(Base):
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id", ondelete="SET NULL"))
     folder: Mapped[str | None] = mapped_column(String(255))
-    imap_uidvalidity: Mapped[int | None] = mapped_column(Integer)
-    imap_uid: Mapped[int | None] = mapped_column(Integer)
+    imap_uidvalidity: Mapped[int | None] = mapped_column(BigInteger)  # unsigned 32-bit: past a signed INTEGER
+    imap_uid: Mapped[int | None] = mapped_column(BigInteger)
     kind: Mapped[ResponseKind] = mapped_column(str_enum(ResponseKind, "response_kind"), index=True)
     communication_id: Mapped[int | None] = mapped_column(
         ForeignKey("communication_log.id", ondelete="SET NULL"), index=True
@@ -506,12 +530,15 @@ class LeadQualification(Base):
     """A prospect's current pipeline stage and score, with the reasons that produced them."""
 
     __tablename__ = "lead_qualifications"
+    __table_args__ = (Index("ix_lead_qualifications_stage_score", "stage", "score"),)  # the pipeline board's tops
 
     id: Mapped[int] = mapped_column(primary_key=True)
     prospect_id: Mapped[int] = mapped_column(ForeignKey("prospects.id", ondelete="CASCADE"), unique=True)
     stage: Mapped[LeadStage] = mapped_column(str_enum(LeadStage, "lead_stage"), default=LeadStage.NEW, index=True)
-    score: Mapped[float] = mapped_column(Float, default=0.0)
-    explanation: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    score: Mapped[float] = mapped_column(Float, default=0.0, index=True)  # the Leads page sorts on it
+    grade: Mapped[str] = mapped_column(String(1), default="D")  # outreach.scoring.grade_for(score)
+    last_activity_at: Mapped[datetime | None] = mapped_column(index=True)  # the newest human signal
+    explanation: Mapped[dict[str, Any]] = mapped_column(default=dict)  # stage reason + the score's reasons
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -596,3 +623,30 @@ class Task(Timestamped, Base):
     body: Mapped[str] = mapped_column(Text, default="")
     outcome: Mapped[str | None] = mapped_column(Text)
     completed_at: Mapped[datetime | None]
+
+
+class ExperimentDecision(Base):
+    """One reading of a step's A/B test: who or what decided, when, why, the p-value and the counts then.
+
+    Rows are the source of truth for promotion: variants named in `stopped` are no longer assigned
+    (re-applying the campaign's YAML does not bring them back). One row per step, look and action.
+    """
+
+    __tablename__ = "experiment_decisions"
+    __table_args__ = (UniqueConstraint("step_id", "look", "action"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("outreach_campaigns.id", ondelete="CASCADE"), index=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("sequence_steps.id", ondelete="CASCADE"))
+    look: Mapped[int] = mapped_column(Integer)
+    action: Mapped[ExperimentAction] = mapped_column(str_enum(ExperimentAction, "experiment_action"))
+    metric: Mapped[str] = mapped_column(String(20))
+    test: Mapped[str] = mapped_column(String(60))
+    p_value: Mapped[float | None] = mapped_column(Float)
+    alpha: Mapped[float] = mapped_column(Float)  # the threshold at this look
+    winner: Mapped[str | None] = mapped_column(String(50))
+    stopped: Mapped[list[Any]] = mapped_column(default=list)  # variant names no longer assigned
+    counts: Mapped[list[Any]] = mapped_column(default=list)  # [{name, sent, successes}] at the decision
+    decided_by: Mapped[str] = mapped_column(String(100))  # "auto" or the operator's user name
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]

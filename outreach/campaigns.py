@@ -8,13 +8,14 @@ preview is what is sent, and editing a running campaign changes only touches not
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, exists, func, insert, select
+from sqlalchemy import Select, case, exists, func, insert, select
 from sqlalchemy.orm import Session
 
 from db.enums import (
@@ -48,15 +49,17 @@ from db.models import (
     SequenceStep,
     Task,
 )
-from outreach import outbox
+from outreach import outbox, send_time
 from outreach.config import load_settings
 from outreach.enrollments import stop_enrollment
 from outreach.errors import OutreachError
+from outreach.experiments import StepReview, campaign_ab, choose_variant, record, review
 from outreach.generator import available_fields, launch_lint, render_for_enrollment
+from outreach.mailboxes import committed_load
 from outreach.mailer import MessageError, check_address
-from outreach.schedule import next_send_time
+from outreach.ramp import effective_daily_limit
+from outreach.schedule import SendRules, touch_jitter_key
 from outreach.sequence import Definition, Step, Variant, from_data, template_fields, to_data
-from outreach.stats import Arm, ab_test
 from outreach.suppression import SuppressionIndex, is_suppressed
 from outreach.templating import TemplateError
 
@@ -215,7 +218,7 @@ def _sync_mailboxes(session: Session, campaign: OutreachCampaign, names: Sequenc
 # --- planning helpers ----------------------------------------------------------------------------
 
 
-def _audience(definition: Definition) -> Select[tuple[int]]:
+def audience_query(definition: Definition) -> Select[tuple[int]]:
     """Prospect ids the definition selects: a list's members, a field filter, or both."""
     query = select(Prospect.id)
     audience = definition.audience
@@ -240,6 +243,9 @@ class CampaignManager:
     def __init__(self, session: Session, *, secret_key: str) -> None:
         self.session = session
         self.secret_key = secret_key
+        self._reviews: dict[int, StepReview] = {}  # experiment readings, once per step per manager (tick)
+        self._sent: dict[int, dict[int, int]] = {}  # step → variant → sent touches, from _variant_counts
+        self._send_fits: dict[str, send_time.SendTimeFit] | None = None  # learned send times, loaded when needed
 
     # --- definition ------------------------------------------------------------------------------
 
@@ -325,7 +331,7 @@ class CampaignManager:
                 "postal_address: the compliance footer needs the sender's postal address; add `postal_address:` "
                 "to the campaign or set it in Settings"
             )
-        prospects = list(self.session.scalars(select(Prospect).where(Prospect.id.in_(_audience(definition)))))
+        prospects = list(self.session.scalars(select(Prospect).where(Prospect.id.in_(audience_query(definition)))))
         check.audience = len(prospects)
         enrolled = set(
             self.session.scalars(select(Enrollment.prospect_id).where(Enrollment.campaign_id == campaign.id))
@@ -360,12 +366,18 @@ class CampaignManager:
         return check
 
     def _first_due(self, definition: Definition, prospect: Prospect, salt: int, now: datetime) -> datetime:
-        step = definition.steps[0]
-        sched = definition.schedule
-        return next_send_time(
-            earliest=now, delay=step.delay, window=sched.window, days=sched.day_set,
-            tz=sched.zone_for(prospect.timezone), jitter_key=f"{salt}:{prospect.id}:0", jitter_max=FIRST_TOUCH_JITTER,
-        )  # fmt: skip
+        rules = definition.schedule.rules_for(prospect.timezone, prospect.country)
+        due = first_touch_due(definition, rules, salt, prospect.id, now)
+        return self._at_best_hour(due, definition, rules, touch_jitter_key(salt, prospect.id, 0))
+
+    def _at_best_hour(self, due: datetime, definition: Definition, rules: SendRules, key: str) -> datetime:
+        """schedule.optimize_send_time: the learned best local hour inside the same window (outreach.send_time)."""
+        if not definition.schedule.optimize_send_time:
+            return due
+        if self._send_fits is None:  # once per manager (tick), not once per touch
+            self._send_fits = send_time.load_model(self.session)
+        _due, window_end = rules.next_allowed(due)
+        return send_time.preferred_moment(due, window_end, rules.tz, send_time.preferred_fit(self._send_fits), key)
 
     def launch(
         self,
@@ -382,9 +394,16 @@ class CampaignManager:
         check = self.check_launch(campaign, now, smtp_check)
         if not check.ok:
             raise CampaignError("cannot launch: " + "; ".join(check.problems))
-        boxes = self.sending_mailboxes(campaign)
+        boxes = [b for b in self.sending_mailboxes(campaign) if b.state is MailboxState.ACTIVE]
         todo = check.to_enroll
-        slots = spread_over_mailboxes(len(todo), [max(b.daily_limit, 1) for b in boxes])
+        # By remaining capacity: what each mailbox already has committed (sent today, queued, enrolled and
+        # waiting, in any campaign) counts against its share. A prospect keeps its mailbox for the whole
+        # sequence; outreach.mailbox_health moves the not-yet-contacted ones when a mailbox is paused.
+        slots = spread_over_mailboxes(
+            len(todo),
+            [max(effective_daily_limit(b, now), 1) for b in boxes],
+            committed_load(self.session, [b.id for b in boxes], now),
+        )
         for start in range(0, len(todo), ENROLL_CHUNK):
             chunk = todo[start : start + ENROLL_CHUNK]
             rows = [
@@ -433,18 +452,40 @@ class CampaignManager:
 
     # --- planning --------------------------------------------------------------------------------
 
-    def optimize_messaging(self, step_row: SequenceStep, counts: Counter[int]) -> MessageVariant:
-        """Deterministic, balanced assignment: the active variant furthest below its weighted share."""
+    def optimize_messaging(
+        self, step_row: SequenceStep, counts: Counter[int], *, enrollment_id: int | None = None,
+        now: datetime | None = None,
+    ) -> MessageVariant:  # fmt: skip
+        """The variant for the next touch of this step, applying the experiment's decisions.
+
+        Balanced (the active variant furthest below its weighted share) or Thompson sampling (seeded by
+        the enrollment, so the preview shows what is sent); variants an experiment decision stopped are
+        never assigned. With `now` (the planner) the step's experiment reading is recorded once per look.
+        """
         active = [v for v in step_row.variants if v.is_active] or list(step_row.variants)
-        return min(active, key=lambda v: (counts[v.id] / v.weight, v.name))
+        if len(step_row.variants) < 2:
+            return active[0]
+        found = self._reviews.get(step_row.id)
+        if found is None:
+            campaign = self.session.get(OutreachCampaign, step_row.campaign_id)
+            assert campaign is not None
+            found = review(self.session, campaign, step_row, sent=self._sent.get(step_row.id))
+            if now is not None:
+                found = record(self.session, found, now)
+            self._reviews[step_row.id] = found
+        key = f"{step_row.id}:{enrollment_id}" if enrollment_id is not None else f"{step_row.id}:n{counts.total()}"
+        return choose_variant(found, active, counts, key)
 
     def _variant_counts(self, step_id: int) -> Counter[int]:
+        """Touches per variant of a step (what balancing needs); the sent ones are kept for the experiment."""
+        sent = func.sum(case((CommunicationLog.state.in_([TouchState.SENT, TouchState.BOUNCED]), 1), else_=0))
         rows = self.session.execute(
-            select(CommunicationLog.variant_id, func.count())
+            select(CommunicationLog.variant_id, func.count(), sent)
             .where(CommunicationLog.step_id == step_id)
             .group_by(CommunicationLog.variant_id)
-        )
-        return Counter({variant_id: n for variant_id, n in rows if variant_id is not None})
+        ).all()
+        self._sent[step_id] = {vid: int(n_sent or 0) for vid, _n, n_sent in rows if vid is not None}
+        return Counter({variant_id: n for variant_id, n, _sent in rows if variant_id is not None})
 
     def _condition_met(self, enrollment: Enrollment, condition: StepCondition) -> bool:
         if condition is StepCondition.ALWAYS:
@@ -489,7 +530,7 @@ class CampaignManager:
                 Enrollment.next_due_at <= now,
                 OutreachCampaign.state == CampaignState.RUNNING,
             )
-            .order_by(Enrollment.next_due_at)
+            .order_by(Enrollment.next_due_at, Enrollment.id)  # ties broken the same way every run (simulation)
             .limit(limit)
         )
         if self.session.get_bind().dialect.name == "postgresql":
@@ -531,7 +572,7 @@ class CampaignManager:
             return "skipped_steps"
         if step_row.id not in counts:  # once per step per tick (setdefault would count on every call)
             counts[step_row.id] = self._variant_counts(step_row.id)
-        variant_row = self.optimize_messaging(step_row, counts[step_row.id])
+        variant_row = self.optimize_messaging(step_row, counts[step_row.id], enrollment_id=enrollment.id, now=now)
         counts[step_row.id][variant_row.id] += 1
         variant = next(v for v in step.variants if v.name == variant_row.name)
         previous = self._previous_touch(enrollment.id) if step.thread else None
@@ -573,12 +614,10 @@ class CampaignManager:
             enrollment.next_due_at = None
             self.finish_if_done(enrollment, now)
             return
-        step = definition.steps[enrollment.next_step]
-        sched = definition.schedule
-        enrollment.next_due_at = next_send_time(
-            earliest=anchor, delay=step.delay, window=sched.window, days=sched.day_set,
-            tz=sched.zone_for(prospect.timezone), jitter_key=f"{enrollment.id}:{enrollment.next_step}",
-        )  # fmt: skip
+        rules = definition.schedule.rules_for(prospect.timezone, prospect.country)
+        due = step_due(definition, enrollment.next_step, rules, enrollment.campaign_id, enrollment.prospect_id, anchor)
+        key = touch_jitter_key(enrollment.campaign_id, enrollment.prospect_id, enrollment.next_step)
+        enrollment.next_due_at = self._at_best_hour(due, definition, rules, key)
 
     def advance_after_touch(self, touch: CommunicationLog, done_at: datetime) -> None:
         """A touch reached the prospect (sent, or its task done/skipped): schedule the next step from then."""
@@ -659,21 +698,44 @@ class CampaignManager:
         return engagement_counts(self.session, campaign)
 
 
-def spread_over_mailboxes(count: int, weights: Sequence[int]) -> list[int]:
-    """Smooth weighted round-robin: mailbox slots for `count` prospects, in proportion to their weights.
+def first_touch_due(
+    definition: Definition, rules: SendRules, campaign_id: int, prospect_id: int, now: datetime
+) -> datetime:
+    """When a newly enrolled prospect's first touch is due: launch, its check and the simulation all ask here."""
+    key = touch_jitter_key(campaign_id, prospect_id, 0)
+    return rules.due(now, definition.steps[0].delay, key, FIRST_TOUCH_JITTER)
 
-    Deterministic, and balanced at every prefix (two equal mailboxes alternate), so a small audience is
-    spread as evenly as a large one.
+
+def step_due(
+    definition: Definition, step_index: int, rules: SendRules, campaign_id: int, prospect_id: int, anchor: datetime
+) -> datetime:
+    """When a follow-up is due, counted from the previous touch's actual send time (`anchor`).
+
+    The jitter's seed names the campaign, prospect and step (not the enrollment row), so a simulation
+    made before launch draws the same jitter the worker will.
     """
-    total = sum(weights)
-    current = [0] * len(weights)
+    key = touch_jitter_key(campaign_id, prospect_id, step_index)
+    return rules.due(anchor, definition.steps[step_index].delay, key)
+
+
+def spread_over_mailboxes(count: int, weights: Sequence[int], loads: Sequence[int] | None = None) -> list[int]:
+    """Mailbox slots for `count` prospects: each goes to the mailbox whose queue is shortest in days.
+
+    A mailbox's queue is `loads[k]` (what it already has committed) plus what this call gave it, counted
+    in days of its daily limit `weights[k]`; the +0.5 (Webster's divisors) interleaves the mailboxes, so
+    with no load the shares follow the limits at every prefix (two equal mailboxes alternate), and a
+    mailbox with a backlog gets newcomers only once the others have caught up. Deterministic: ties go to
+    the mailbox listed first.
+    """
+    load = list(loads) if loads is not None else [0] * len(weights)
+    queue = [((2 * load[k] + 1) / (2 * w), k) for k, w in enumerate(weights) if w > 0]
+    heapq.heapify(queue)
     slots = []
-    for _ in range(count):
-        for slot, weight in enumerate(weights):
-            current[slot] += weight
-        best = max(range(len(weights)), key=lambda k: current[k])
-        current[best] -= total
-        slots.append(best)
+    for _ in range(count if queue else 0):
+        _, k = heapq.heappop(queue)
+        slots.append(k)
+        load[k] += 1
+        heapq.heappush(queue, ((2 * load[k] + 1) / (2 * weights[k]), k))
     return slots
 
 
@@ -777,7 +839,7 @@ def engagement_counts(session: Session, campaign: OutreachCampaign) -> dict[str,
         step_out = {"step": step.position + 1, "type": str(step.type), **_metrics(step_t, step_e)}
         step_out["variants"] = variants_out
         if len(variants_out) >= 2:
-            step_out["ab"] = ab_test([Arm(v["name"], v["sent"], v["replied"]) for v in variants_out])
+            step_out["ab"] = campaign_ab(session, campaign, step, variants_out)
         steps_out.append(step_out)
     return {
         "campaign": campaign.name,

@@ -155,23 +155,32 @@ def user_list(as_json: JsonFlag = False) -> None:
 def worker(
     once: Annotated[bool, typer.Option("--once", help="Run every job once and exit.")] = False,
     now: Annotated[str | None, typer.Option("--now", help="Run as if the clock read this ISO 8601 time.")] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=64, help="SMTP connections used in parallel by each send tick.")
+    ] = 1,
 ) -> None:
-    """The background worker (APScheduler): sending, inbox polling, triggers."""
+    """The background worker (APScheduler): sending, inbox polling, triggers. Run as many as you like."""
     from outreach.runtime import open_checked_engine
-    from outreach.worker import JOBS, build_scheduler, run_once
+    from outreach.worker import JOBS, build_scheduler, run_once, stopping
 
     _logging()
     engine = open_checked_engine()
     start = parse_now(now)
     if once:
-        for job_id, summary in run_once(engine, start):
+        for job_id, summary in run_once(engine, start, concurrency=concurrency):
             typer.echo(f"{job_id}: {summary or 'nothing to do'}")
         return
     offset = start - datetime.now(UTC) if now else None
     clock = (lambda: datetime.now(UTC) + offset) if offset is not None else None
-    scheduler = build_scheduler(engine, clock)
-    logging.getLogger("outreach.worker").info("worker started with jobs: %s", ", ".join(j.id for j in JOBS))
-    stop = lambda *_: scheduler.shutdown(wait=False)  # noqa: E731
+    scheduler = build_scheduler(engine, clock, concurrency=concurrency)
+    logging.getLogger("outreach.worker").info(
+        "worker started with jobs: %s; %d SMTP connection(s) per send tick", ", ".join(j.id for j in JOBS), concurrency
+    )
+
+    def stop(*_: object) -> None:
+        stopping.set()  # running send ticks hand their unsent claims back and return
+        scheduler.shutdown(wait=False)
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     scheduler.start()
@@ -255,6 +264,10 @@ cli_inbox.register(app)
 from outreach import cli_api  # noqa: E402
 
 cli_api.register(app)
+
+from outreach import cli_demo  # noqa: E402
+
+cli_demo.register(app)
 
 
 def main() -> None:

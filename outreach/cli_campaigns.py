@@ -20,7 +20,7 @@ from outreach.errors import OutreachError
 from outreach.runtime import open_checked_engine
 
 campaign_app = typer.Typer(help="Campaigns: apply a definition, launch, pause, resume, archive, inspect.")
-touch_app = typer.Typer(help="Touches: resolve the ones left in doubt by a crash.")
+touch_app = typer.Typer(help="Touches: resolve the ones left in doubt by a crash; confirm or cancel late ones.")
 
 NowOption = Annotated[str | None, typer.Option("--now", help="Act as if the clock read this ISO 8601 time.")]
 
@@ -87,12 +87,47 @@ def launch(
         result = {
             "id": campaign.id, "name": campaign.name, "state": str(campaign.state), "enrolled": check.enrollable,
             "audience": check.audience, "suppressed": check.suppressed, "already_enrolled": check.already_enrolled,
-            "mailboxes": check.mailboxes, "first_days": check.first_days,
+            "mailboxes": check.mailboxes, "first_days": check.first_days, "lint": check.lint,
         }  # fmt: skip
+        result |= _finish_estimate(session, campaign, moment, key)
     if not as_json:
         print(file=sys.stderr)
     days = ", ".join(f"{d}: {n}" for d, n in list(check.first_days.items())[:5])
-    emit(result, as_json, f"launched {result['name']}: {result['enrolled']} enrolled; first touches {days}")
+    warnings = "".join(f"\nwarning: {w}" for w in check.lint)  # content lint: shown, never blocking
+    emit(
+        result, as_json,
+        f"launched {result['name']}: {result['enrolled']} enrolled; first touches {days}; {result['schedule']}"
+        f"{warnings}",
+    )  # fmt: skip
+
+
+@campaign_app.command("simulate")
+@user_errors
+def simulate_command(
+    name: str,
+    days: Annotated[int, typer.Option("--days", help="How many days ahead to simulate.")] = 90,
+    now: NowOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Which day and hour each touch would go out: a draft as if launched now, a running campaign from now."""
+    from outreach.simulate import simulate
+
+    engine, key = _manager_session()
+    with transaction(engine, readonly=True) as session:  # a draft's trial launch is rolled back
+        result = simulate(session, find_campaign(session, name), parse_now(now), secret_key=key, days=days)
+    emit(result.as_dict(), as_json, result.report())
+
+
+def _finish_estimate(session: Any, campaign: OutreachCampaign, now: datetime, key: str) -> dict[str, Any]:
+    """'finishes in N days' for a campaign just launched: the simulation from its new state (a year ahead)."""
+    from outreach.simulate import MAX_DAYS, SimulationError, simulate
+
+    try:
+        sim = simulate(session, campaign, now, secret_key=key, days=min(366, MAX_DAYS))
+    except SimulationError:
+        return {"finishes_on": None, "finishes_in_days": None, "schedule": "not simulated"}
+    finishes_on = sim.finishes_on.isoformat() if sim.finishes_on else None
+    return {"finishes_on": finishes_on, "finishes_in_days": sim.finishes_in_days, "schedule": sim.summary}
 
 
 def _state_change(name: str, action: str, as_json: bool) -> None:
@@ -199,6 +234,65 @@ def resolve(
     emit({"id": touch_id, "state": state}, as_json, f"touch {touch_id} is {state}")
 
 
+@touch_app.command("held")
+@user_errors
+def held(
+    campaign: Annotated[str | None, typer.Option("--campaign", help="Only this campaign (name or id).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List touches held for confirmation because they became too late to go out (schedule.max_lateness)."""
+    from outreach.late_touches import held_rows
+
+    engine, _key = _manager_session()
+    with transaction(engine, readonly=True) as session:
+        rows = held_rows(session, limit=10_000)
+        if campaign is not None:
+            name = find_campaign(session, campaign).name
+            rows = [r for r in rows if r["campaign"] == name]
+    human = "\n".join(f"{r['id']}\t{r['campaign']}\t{r['prospect']}\t{r['why']}" for r in rows) or "no held touches"
+    emit({"held": rows}, as_json, human)
+
+
+def _decide_held(ids: list[int], every: bool, campaign: str | None, send: bool) -> dict[str, Any]:
+    from outreach.late_touches import cancel, confirm, held_ids
+
+    if not ids and not every:
+        raise OutreachError("name the touches (IDs) or pass --all")
+    engine, _key = _manager_session()
+    now = datetime.now(UTC)
+    with transaction(engine) as session:
+        if every:
+            ids = held_ids(session, find_campaign(session, campaign).id if campaign else None)
+        for touch_id in ids:
+            (confirm if send else cancel)(session, touch_id, now)
+    return {"ids": ids, "state": "queued" if send else "cancelled"}
+
+
+HeldIds = Annotated[list[int] | None, typer.Argument(help="Touch ids (see `outreach touch held`).")]
+AllHeld = Annotated[bool, typer.Option("--all", help="Every held touch (of --campaign, if given).")]
+HeldCampaign = Annotated[str | None, typer.Option("--campaign", help="With --all: only this campaign.")]
+
+
+@touch_app.command("confirm")
+@user_errors
+def confirm_held(
+    ids: HeldIds = None, every: AllHeld = False, campaign: HeldCampaign = None, as_json: JsonFlag = False
+) -> None:
+    """Send held (too late) touches after all: due now, at the mailbox's limits."""
+    result = _decide_held(list(ids or []), every, campaign, send=True)
+    emit(result, as_json, f"{len(result['ids'])} touch(es) confirmed; they go out at the mailboxes' limits")
+
+
+@touch_app.command("cancel")
+@user_errors
+def cancel_held(
+    ids: HeldIds = None, every: AllHeld = False, campaign: HeldCampaign = None, as_json: JsonFlag = False
+) -> None:
+    """Do not send held (too late) touches: each is cancelled and its prospect's sequence stops."""
+    result = _decide_held(list(ids or []), every, campaign, send=False)
+    emit(result, as_json, f"{len(result['ids'])} touch(es) cancelled; those sequences stopped")
+
+
 def preview_command(
     campaign: str,
     prospect: Annotated[str, typer.Option("--prospect", help="The prospect's email address.")],
@@ -229,6 +323,10 @@ def stats_command(campaign: str, as_json: JsonFlag = False) -> None:
         lines.append(f"  step {s['step']} ({s['type']}): sent {s['sent']}, replied {s['replied']}")
         for v in s["variants"]:
             lines.append(f"    {v['name']}: sent {v['sent']}, replied {v['replied']}")
+        if "ab" in s:
+            lines.append(f"    A/B ({s['ab']['status']}): {s['ab']['explanation']}")
+            if "warning" in s["ab"]:
+                lines.append(f"    warning: {s['ab']['warning']}")
     emit(data, as_json, "\n".join(lines))
 
 

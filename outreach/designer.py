@@ -14,9 +14,14 @@ A form is JSON-like data:
      "mailboxes": [str], "timezone": "prospect" | IANA name, "fallback_timezone": str,
      "window_start": "09:00", "window_end": "17:00", "days": ["mon", ...], "stop_on": ["reply", ...],
      "track_opens": bool, "track_clicks": bool, "postal_address": str, "fallbacks": "first_name = there",
-     "steps": [{"uid", "type", "delay", "when", "thread",
-                "variants": [{"uid", "name", "subject", "body", "html", "weight"}]}],
-     "next_uid": int}
+     "steps": [{"uid", "type", "delay", "when", "thread", "quote_previous": bool, "attach_demo": bool,
+                "fallbacks": "demo_link = …", "extra": {...},
+                "variants": [{"uid", "name", "subject", "body", "html", "weight", "extra": {...}}]}],
+     "extra": {...}, "next_uid": int}
+
+`extra` keeps every definition key the form has no field for (at the top level and inside schedule,
+tracking and audience; per step; per variant), so opening a campaign in the designer and saving it again
+never drops a key — including keys added to the definition model later.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import csv
 import re
 import string
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import cache
 from typing import Any
 from zoneinfo import available_timezones
@@ -39,6 +45,7 @@ from outreach.sequence import (
     DefinitionError,
     Problem,
     from_data,
+    to_data,
 )
 
 Form = dict[str, Any]
@@ -46,10 +53,19 @@ Form = dict[str, Any]
 FILTER_PATH = "audience.filter"
 FALLBACKS_PATH = "fallbacks"
 _PATH_PART = re.compile(r"\[(\d+)\]|\.?([A-Za-z_]+)")
+# The definition keys the form has fields for; everything else travels in the form's `extra`.
+_FORM_KEYS = {
+    (): {"name", "audience", "mailboxes", "schedule", "stop_on", "tracking", "postal_address", "fallbacks", "steps"},
+    ("audience",): {"list", "filter"},
+    ("schedule",): {"timezone", "fallback_timezone", "window", "days"},
+    ("tracking",): {"opens", "clicks"},
+}
+_STEP_KEYS = {"type", "delay", "when", "thread", "quote_previous", "attach_demo", "fallbacks", "variants"}
+_VARIANT_KEYS = {"name", "subject", "body", "html", "weight"}
 
 
 def _variant(uid: int, name: str) -> dict[str, Any]:
-    return {"uid": uid, "name": name, "subject": "", "body": "", "html": None, "weight": 1.0}
+    return {"uid": uid, "name": name, "subject": "", "body": "", "html": None, "weight": 1.0, "extra": {}}
 
 
 def _step(uid: int, variant_uid: int, step_type: str) -> dict[str, Any]:
@@ -59,6 +75,10 @@ def _step(uid: int, variant_uid: int, step_type: str) -> dict[str, Any]:
         "delay": "0",
         "when": StepCondition.ALWAYS.value,
         "thread": False,
+        "quote_previous": False,
+        "attach_demo": False,
+        "fallbacks": "",
+        "extra": {},
         "variants": [_variant(variant_uid, "A")],
     }
 
@@ -80,6 +100,7 @@ def new_form() -> Form:
         "track_clicks": True,
         "postal_address": "",
         "fallbacks": "",
+        "extra": {},
         "steps": [_step(1, 2, StepType.EMAIL.value)],
         "next_uid": 3,
     }
@@ -182,20 +203,38 @@ def _variant_data(variant: Mapping[str, Any], step_type: str, thread: bool) -> d
     weight = variant.get("weight")
     if weight not in (None, 1, 1.0):
         data["weight"] = weight
+    return _with_extra(data, variant.get("extra"))
+
+
+def _with_extra(data: dict[str, Any], extra: Any) -> dict[str, Any]:
+    """Add the keys the form has no field for; a value the form sets wins (sub-mappings are merged)."""
+    for key, value in (extra or {}).items():
+        if isinstance(value, Mapping) and isinstance(data.get(key), Mapping):
+            data[key] = _with_extra(dict(data[key]), value)
+        elif key not in data:
+            data[key] = copy.deepcopy(value)
     return data
 
 
-def _step_data(step: Mapping[str, Any]) -> dict[str, Any]:
+def _step_data(step: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
     step_type = _text(step.get("type")) or StepType.EMAIL.value
-    thread = bool(step.get("thread")) and step_type == StepType.EMAIL.value
+    email = step_type == StepType.EMAIL.value
+    thread = bool(step.get("thread")) and email
     data: dict[str, Any] = {"type": step_type, "delay": _text(step.get("delay")).strip() or "0"}
     when = _text(step.get("when")) or StepCondition.ALWAYS.value
     if when != StepCondition.ALWAYS.value:
         data["when"] = when
     if thread:
         data["thread"] = True
+    if step.get("quote_previous") and email:
+        data["quote_previous"] = True
+    if step.get("attach_demo") and email:
+        data["attach_demo"] = True
+    fallbacks, problems = parse_fallbacks(_text(step.get("fallbacks")))
+    if fallbacks:
+        data["fallbacks"] = fallbacks
     data["variants"] = [_variant_data(v, step_type, thread) for v in step.get("variants") or []]
-    return data
+    return _with_extra(data, step.get("extra")), problems
 
 
 def form_to_data(form: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
@@ -221,14 +260,18 @@ def form_to_data(form: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]
         },
         "stop_on": list(form.get("stop_on") or []),
         "tracking": {"opens": bool(form.get("track_opens")), "clicks": bool(form.get("track_clicks"))},
-        "steps": [_step_data(step) for step in form.get("steps") or []],
+        "steps": [],
     }
+    for index, step in enumerate(form.get("steps") or []):
+        step_data, step_problems = _step_data(step)
+        data["steps"].append(step_data)
+        problems += [replace(p, path=f"steps[{index}].fallbacks") for p in step_problems]
     postal = _optional(form.get("postal_address"))
     if postal is not None:
         data["postal_address"] = postal.strip()
     if fallbacks:
         data["fallbacks"] = fallbacks
-    return data, problems
+    return _with_extra(data, form.get("extra")), problems
 
 
 def definition_from_form(form: Mapping[str, Any]) -> Definition:
@@ -261,8 +304,9 @@ def form_from_definition(definition: Definition) -> Form:
         uid += 1
         return uid
 
+    data = to_data(definition)
     steps = []
-    for step in definition.steps:
+    for step, step_data in zip(definition.steps, data["steps"], strict=True):
         step_uid = next_uid()
         variants = [
             {
@@ -272,8 +316,9 @@ def form_from_definition(definition: Definition) -> Form:
                 "body": v.body,
                 "html": v.html,
                 "weight": v.weight,
+                "extra": _extra(v_data, _VARIANT_KEYS),
             }
-            for v in step.variants
+            for v, v_data in zip(step.variants, step_data["variants"], strict=True)
         ]
         steps.append(
             {
@@ -282,6 +327,10 @@ def form_from_definition(definition: Definition) -> Form:
                 "delay": format_delay(step.delay),
                 "when": step.when.value,
                 "thread": step.thread,
+                "quote_previous": step.quote_previous,
+                "attach_demo": step.attach_demo,
+                "fallbacks": format_fallbacks(step.fallbacks),
+                "extra": _extra(step_data, _STEP_KEYS),
                 "variants": variants,
             }
         )
@@ -301,9 +350,24 @@ def form_from_definition(definition: Definition) -> Form:
         "track_clicks": definition.tracking.clicks,
         "postal_address": definition.postal_address or "",
         "fallbacks": format_fallbacks(definition.fallbacks),
+        "extra": _definition_extra(data),
         "steps": steps,
         "next_uid": uid + 1,
     }
+
+
+def _extra(data: Mapping[str, Any], known: set[str]) -> dict[str, Any]:
+    return {key: copy.deepcopy(value) for key, value in data.items() if key not in known}
+
+
+def _definition_extra(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The definition's keys outside the form's fields, nested where they were (e.g. schedule.holidays)."""
+    extra = _extra(data, _FORM_KEYS[()])
+    for (section,), known in ((path, keys) for path, keys in _FORM_KEYS.items() if path):
+        inner = _extra(data.get(section) or {}, known)
+        if inner:
+            extra[section] = inner
+    return extra
 
 
 # --- edits the page offers -----------------------------------------------------------------------

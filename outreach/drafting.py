@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import AppSetting, OutreachCampaign, Prospect
-from outreach.campaigns import _audience, definition_of
+from outreach.campaigns import audience_query, definition_of
 from outreach.errors import OutreachError
 from outreach.generator import prospect_context
 from outreach.matching import PROFILE_KEYS
@@ -185,7 +185,7 @@ def prospects_to_draft(
 ) -> list[tuple[int, dict[str, Any]]]:
     """(prospect id, fields) for audience members without a draft yet (or all of them, with overwrite)."""
     done = set() if overwrite else drafted_prospects(session, campaign.id)
-    query = select(Prospect).where(Prospect.id.in_(_audience(definition_of(campaign)))).order_by(Prospect.id)
+    query = select(Prospect).where(Prospect.id.in_(audience_query(definition_of(campaign)))).order_by(Prospect.id)
     out = []
     for prospect in session.scalars(query):
         if prospect.id in done:

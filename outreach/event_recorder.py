@@ -6,7 +6,8 @@ and awaits the result; the thread takes whatever has queued up (up to MAX_BATCH)
 one query, inserts the events in one statement and commits once, then answers every waiting request
 (SQLite still starts the write with BEGIN IMMEDIATE: the engine's begin hook applies to Core too). A
 request is answered only after its event is committed, so nothing acknowledged can be lost; the thread
-starts on first use, exits when idle, and `close()` drains the queue on shutdown.
+starts on first use, exits when idle, and `close()` drains the queue on shutdown. After answering, the
+thread refreshes the lead scores of the people behind the hits (at most once a second under load).
 """
 
 from __future__ import annotations
@@ -18,16 +19,20 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Engine
 
 from outreach.engagement import Hit, record_hits
+from outreach.lead_scores import refresh_for_touches
 
 log = logging.getLogger("outreach.tracking")
 
 MAX_BATCH = 500
 LINGER_S = 0.002  # wait this long for company after the first hit: +2 ms latency, several times less CPU
 IDLE_EXIT_S = 5.0  # an idle writer thread exits; the next hit starts a new one
+RESCORE_EVERY_S = 1.0  # lead scores follow the hits within about a second (outreach.lead_scores)
+RESCORE_CHUNK = 1000
 Result = bool | str | None
 
 
@@ -48,6 +53,9 @@ class EventRecorder:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._dirty: set[int] = set()  # touches with hits whose lead scores are not refreshed yet
+        self._dirty_now: datetime | None = None
+        self._rescored_at = 0.0
 
     async def record(self, hit: Hit) -> Result:
         """The hit's result once its batch is committed; raises what the batch's transaction raised."""
@@ -78,17 +86,23 @@ class EventRecorder:
     def _run(self) -> None:
         while True:
             try:
-                first = self._queue.get(timeout=IDLE_EXIT_S)
+                first = self._queue.get(timeout=RESCORE_EVERY_S if self._dirty else IDLE_EXIT_S)
             except queue.Empty:
+                if self._dirty:
+                    self._rescore()
+                    continue
                 with self._lock:
                     if self._queue.empty():  # nothing slipped in while we decided: exit
                         self._thread = None
                         return
                 continue
             if first is None:
+                self._rescore()
                 return
             batch, stop = self._gather(first)
             self._write(batch)
+            if stop or time.monotonic() - self._rescored_at >= RESCORE_EVERY_S:
+                self._rescore()
             if stop:
                 return
 
@@ -117,6 +131,27 @@ class EventRecorder:
             return
         for item, result in zip(batch, results, strict=True):
             _deliver(item, result=result)
+            if result:
+                self._dirty.add(item.hit.touch_id)
+                self._dirty_now = max(self._dirty_now or item.hit.now, item.hit.now)
+
+    def _rescore(self) -> None:
+        """Refresh the lead scores of the people behind the hits recorded since the last refresh.
+
+        Runs after the requests were answered, at most every RESCORE_EVERY_S under load (a person opening
+        and clicking within the second is scored once), and before the thread exits. A failure loses no
+        event (they are committed) and is logged; the worker's nightly refresh catches up.
+        """
+        touched, now = sorted(self._dirty), self._dirty_now
+        self._dirty, self._dirty_now, self._rescored_at = set(), None, time.monotonic()
+        if not touched or now is None:
+            return
+        try:
+            for start in range(0, len(touched), RESCORE_CHUNK):
+                with self._engine.begin() as connection:
+                    refresh_for_touches(connection, touched[start : start + RESCORE_CHUNK], now)
+        except Exception:
+            log.exception("refreshing lead scores after %d tracked touches failed", len(touched))
 
 
 def _deliver(item: _Pending, *, result: Result = None, error: BaseException | None = None) -> None:

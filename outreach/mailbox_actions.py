@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.enums import MailboxState
 from db.models import Mailbox
+from outreach.config import load_settings
+from outreach.dkim import signer
 from outreach.errors import OutreachError
+from outreach.mailbox_health import Moved, move_unthreaded
 from outreach.mailboxes import set_state, smtp_settings
 from outreach.mailer import MessageError, OutgoingMessage, build_message, check_address, make_message_id, sender_domain
 from outreach.smtp_transport import SmtpConnection, check_connection
@@ -54,8 +57,13 @@ def check_mailbox_connection(session: Session, name: str) -> str:
     return check_connection(smtp_settings(_mailbox(session, name)))
 
 
-def send_test_email(session: Session, name: str, to_address: str, now: datetime) -> SentTestEmail:
-    """Send one short message to an address the operator owns; raises unless the server answered 250."""
+def send_test_email(
+    session: Session, name: str, to_address: str, now: datetime, keys: Sequence[str] | None = None
+) -> SentTestEmail:
+    """Send one short message to an address the operator owns; raises unless the server answered 250.
+
+    DKIM-signed like a touch when the sender's domain has a key, so the operator can check the signature.
+    """
     box = _mailbox(session, name)
     try:
         to = check_address("to", to_address.strip())
@@ -77,8 +85,9 @@ def send_test_email(session: Session, name: str, to_address: str, now: datetime)
             date=now,
         )
     )
+    sign = signer(session, box.from_address, load_settings().secret_keys() if keys is None else keys)
     with SmtpConnection(smtp_settings(box)) as connection:
-        result = connection.send(message, box.from_address, to)
+        result = connection.send(sign(message) if sign else message, box.from_address, to)
     if not result.sent:
         raise OutreachError(
             f"mailbox {box.name}: the server did not accept the test email ({result.detail}); "
@@ -87,16 +96,27 @@ def send_test_email(session: Session, name: str, to_address: str, now: datetime)
     return SentTestEmail(message_id, to, result.detail)
 
 
-def pause_mailbox(session: Session, name: str, reason: str = PAUSED_BY_OPERATOR) -> None:
-    """Nothing is sent through it until it is resumed; its campaigns use their other mailboxes."""
+def pause_mailbox(session: Session, name: str, reason: str = PAUSED_BY_OPERATOR, now: datetime | None = None) -> Moved:
+    """Nothing is sent through it until it is resumed; its campaigns use their other mailboxes.
+
+    Its prospects not contacted yet move to the campaigns' other active mailboxes now; the ones already
+    in a thread wait for it (outreach.mailbox_health says why).
+    """
     set_state(session, name, MailboxState.PAUSED, reason)
+    session.flush()
+    return move_unthreaded(session, _mailbox(session, name).id, now or datetime.now(UTC))
 
 
-def resume_mailbox(session: Session, name: str) -> None:
-    """Back in service with a clean failure count, so one more failure does not pause it again at once."""
+def resume_mailbox(session: Session, name: str, now: datetime | None = None) -> None:
+    """Back in service with a clean failure count and a fresh health window.
+
+    Otherwise one more connection failure, or the same old bounces at the next health check, would
+    pause it again at once.
+    """
     set_state(session, name, MailboxState.ACTIVE, None)
     box = _mailbox(session, name)
     box.consecutive_failures, box.last_error = 0, None
+    box.health_reset_at = now or datetime.now(UTC)
     session.flush()
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from db.enums import MailboxState, TlsMode
-from db.models import Mailbox
+from db.enums import EnrollmentState, MailboxState, TlsMode, TouchState
+from db.models import CommunicationLog, Enrollment, Mailbox
 from outreach.errors import OutreachError
 from outreach.smtp_transport import MailboxUnavailable, SmtpSettings
 
@@ -140,3 +142,42 @@ def set_state(session: Session, name: str, state: MailboxState, reason: str | No
         raise OutreachError(f"no mailbox named '{name}'")
     box.state = state
     box.paused_reason = reason
+
+
+PENDING_TOUCHES = (TouchState.QUEUED, TouchState.CLAIMED, TouchState.SENDING, TouchState.RETRY_WAIT)
+SENT_TODAY = (TouchState.SENT, TouchState.IN_DOUBT, TouchState.BOUNCED)  # what the daily limit counts
+
+
+def committed_load(session: Session, mailbox_ids: Sequence[int], now: datetime) -> list[int]:
+    """Per mailbox (in the order given), the touches it is already committed to, in every campaign.
+
+    Sent in the last 24 hours (the daily limit's window) + queued or in flight + enrolled prospects
+    waiting for their next touch. Rotation subtracts this from each mailbox's capacity, so a mailbox
+    with a backlog gets fewer newcomers. Two grouped counts, both on indexed columns.
+    """
+    if not mailbox_ids:
+        return []
+    touches = session.execute(
+        select(CommunicationLog.mailbox_id, func.count())
+        .where(
+            CommunicationLog.mailbox_id.in_(mailbox_ids),
+            or_(
+                CommunicationLog.state.in_(PENDING_TOUCHES),
+                and_(CommunicationLog.state.in_(SENT_TODAY), CommunicationLog.sent_at >= now - timedelta(days=1)),
+            ),
+        )
+        .group_by(CommunicationLog.mailbox_id)
+    )
+    waiting = session.execute(
+        select(Enrollment.mailbox_id, func.count())
+        .where(
+            Enrollment.mailbox_id.in_(mailbox_ids),
+            Enrollment.state == EnrollmentState.ACTIVE,
+            Enrollment.next_due_at.is_not(None),
+        )
+        .group_by(Enrollment.mailbox_id)
+    )
+    load = dict.fromkeys(mailbox_ids, 0)
+    for box_id, n in [*touches, *waiting]:
+        load[box_id] += n
+    return [load[box_id] for box_id in mailbox_ids]

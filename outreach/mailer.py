@@ -8,6 +8,7 @@ with email-validator; non-ASCII display names and subjects are RFC 2047-encoded 
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 from dataclasses import dataclass
@@ -63,6 +64,15 @@ POLICY = _policy()  # policy.SMTP (CRLF, RFC 2047 for non-ASCII) with the List-U
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file sent with the message (a demo's PDF); the caller has read it and checked its size."""
+
+    filename: str
+    content: bytes
+    content_type: str = "application/pdf"
+
+
+@dataclass(frozen=True)
 class OutgoingMessage:
     """Everything one touch's message needs; the caller renders the bodies and chooses the Message-ID."""
 
@@ -81,6 +91,7 @@ class OutgoingMessage:
     list_unsubscribe_url: str | None = None  # signed https link; also the footer's unsubscribe link
     list_unsubscribe_mailto: str | None = None  # "mailto:unsub@…" or a bare address
     postal_address: str | None = None  # the sender's postal address, shown in the footer
+    attachments: tuple[Attachment, ...] = ()  # after the text (and HTML) parts, in a multipart/mixed
 
 
 def _bad_character(value: str) -> str | None:
@@ -283,7 +294,38 @@ def build_message(spec: OutgoingMessage) -> EmailMessage:
     _set_unsubscribe(msg, spec)
     text = spec.text_body.rstrip() + text_footer(spec) + "\n"
     msg.set_content(text, cte=_cte(text))
+    page = None
     if spec.html_body is not None:
         page = _with_html_footer(spec.html_body, html_footer(spec))
         msg.add_alternative(page, subtype="html", cte=_cte(page))
+    for attachment in spec.attachments:
+        _attach(msg, attachment)
+    _set_boundaries(msg, spec.message_id, (text, page or ""))
     return msg
+
+
+def _attach(msg: EmailMessage, attachment: Attachment) -> None:
+    name = check_header_value("attachment filename", attachment.filename).strip()
+    maintype, slash, subtype = attachment.content_type.partition("/")
+    if not name or not slash or _bad_character(attachment.content_type):
+        raise MessageError(f"attachment {attachment.filename!r} ({attachment.content_type}) cannot be attached")
+    msg.add_attachment(attachment.content, maintype=maintype, subtype=subtype, filename=name)
+
+
+def _set_boundaries(msg: EmailMessage, message_id: str, bodies: tuple[str, ...]) -> None:
+    """MIME boundaries derived from the Message-ID, so one touch always has the same bytes.
+
+    The email package draws a random boundary when it writes a multipart message, which would make the
+    preview differ from what is sent. A boundary must not occur in the content: it starts with "=_",
+    which quoted-printable (it writes "=" as "=3D") and base64 can never produce, so only a 7bit body
+    could contain it — then the next salt is taken.
+    """
+    for index, part in enumerate(p for p in msg.walk() if p.is_multipart()):
+        salt = 0
+        while True:
+            digest = hashlib.sha256(f"{message_id}:{index}:{salt}".encode()).hexdigest()[:32]
+            boundary = f"=_outreach_{digest}"
+            if not any(boundary in body for body in bodies):
+                break
+            salt += 1
+        part.set_boundary(boundary)

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.enums import MailboxState, StepType, TouchState
-from db.models import CommunicationLog, Mailbox
+from db.enums import CampaignState, EnrollmentState, MailboxState, StepType, SuppressionKind, TouchState
+from db.models import CommunicationLog, Enrollment, Mailbox, OutreachCampaign, Suppression
 from outreach.errors import ConfigError
+from outreach.ramp import effective_daily_limit
 
 CLAIMABLE = (TouchState.QUEUED, TouchState.RETRY_WAIT)
 IN_FLIGHT = (TouchState.CLAIMED, TouchState.SENDING)
@@ -59,16 +60,26 @@ def backoff(attempts: int) -> timedelta:
 
 
 def _used(session: Session, mailbox_id: int, since: datetime) -> int:
-    """Touches counted against a mailbox's rolling window: sent (by send time) plus those in flight."""
+    """Touches counted against a mailbox's rolling window: sent or bounced (by send time), in doubt, in flight.
+
+    An in-doubt touch has no send time: it counts from its lease, which ends a lease after it was handed
+    to the server (later than the real moment, so the limit errs on the safe side). One round trip.
+    """
+    box = CommunicationLog.mailbox_id == mailbox_id
     sent = select(func.count()).where(
-        CommunicationLog.mailbox_id == mailbox_id,
-        CommunicationLog.state.in_(COUNTED_AGAINST_LIMITS),
-        CommunicationLog.sent_at >= since,
+        box, CommunicationLog.sent_at >= since, CommunicationLog.state.in_((TouchState.SENT, TouchState.BOUNCED))
     )
-    flying = select(func.count()).where(
-        CommunicationLog.mailbox_id == mailbox_id, CommunicationLog.state.in_(IN_FLIGHT)
+    doubt = select(func.count()).where(
+        box,
+        CommunicationLog.state == TouchState.IN_DOUBT,
+        or_(
+            CommunicationLog.lease_expires_at >= since,
+            CommunicationLog.lease_expires_at.is_(None) & (CommunicationLog.updated_at >= since),
+        ),
     )
-    return int(session.scalar(sent) or 0) + int(session.scalar(flying) or 0)
+    flying = select(func.count()).where(box, CommunicationLog.state.in_(IN_FLIGHT))
+    row = session.execute(select(sent.scalar_subquery(), doubt.scalar_subquery(), flying.scalar_subquery())).one()
+    return sum(int(n or 0) for n in row)
 
 
 def mailbox_capacity(session: Session, mailbox: Mailbox, now: datetime) -> int:
@@ -76,16 +87,29 @@ def mailbox_capacity(session: Session, mailbox: Mailbox, now: datetime) -> int:
     if mailbox.state is not MailboxState.ACTIVE:
         return 0
     per_minute = mailbox.per_minute - _used(session, mailbox.id, now - timedelta(minutes=1))
-    per_day = mailbox.daily_limit - _used(session, mailbox.id, now - timedelta(days=1))
+    if per_minute <= 0:
+        return 0
+    per_day = effective_daily_limit(mailbox, now) - _used(session, mailbox.id, now - timedelta(days=1))
     return max(0, min(per_minute, per_day))
 
 
-def _due(now: datetime) -> list:
-    """Email touches only: LinkedIn and call touches are done by a person through their task."""
+def _campaign_running() -> ColumnElement[bool]:
+    """Only a running campaign's touches are claimed: a paused one's wait in the queue untouched."""
+    return exists().where(
+        Enrollment.id == CommunicationLog.enrollment_id,
+        OutreachCampaign.id == Enrollment.campaign_id,
+        OutreachCampaign.state == CampaignState.RUNNING,
+    )
+
+
+def _due(now: datetime) -> list[ColumnElement[bool]]:
+    """Email touches only (LinkedIn and call touches are done by a person through their task), not on hold."""
     return [
         CommunicationLog.state.in_(CLAIMABLE),
         CommunicationLog.due_at <= now,
         CommunicationLog.channel == StepType.EMAIL,
+        CommunicationLog.hold_reason.is_(None),
+        _campaign_running(),
     ]
 
 
@@ -101,7 +125,7 @@ def _claim(
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
+        candidates = candidates.with_for_update(skip_locked=True, of=CommunicationLog)
     # A CTE is evaluated once; a plain IN (subquery ... LIMIT) may be re-run per row by PostgreSQL's
     # planner and then claims more than `limit` rows.
     picked = candidates.cte("picked")
@@ -120,26 +144,34 @@ def claim_due(
 ) -> list[int]:
     """Claim up to `limit` due touches, never more per mailbox than its limits allow right now.
 
-    Each mailbox row is locked while its capacity is computed and spent (PostgreSQL), so two workers
-    cannot both spend the same remaining capacity.
+    The mailbox rows are locked (PostgreSQL) while their capacity is computed and spent, so two workers
+    cannot both spend the same remaining capacity; they are locked in one statement in id order, so two
+    workers never wait for each other's locks the other way round (deadlock).
     """
-    due_mailboxes = session.scalars(
-        select(CommunicationLog.mailbox_id).where(*_due(now)).group_by(CommunicationLog.mailbox_id)
-    ).all()
+    due_mailboxes = set(
+        session.scalars(select(CommunicationLog.mailbox_id).where(*_due(now)).group_by(CommunicationLog.mailbox_id))
+    )
+    boxes = (
+        session.scalars(
+            select(Mailbox)
+            .where(Mailbox.id.in_([m for m in due_mailboxes if m is not None]))
+            .order_by(Mailbox.id)
+            .with_for_update()
+        ).all()
+        if due_mailboxes - {None}
+        else []
+    )
     claimed: list[int] = []
-    for mailbox_id in due_mailboxes:
+    for mailbox in boxes:
         left = limit - len(claimed)
         if left <= 0:
             break
+        left = min(left, mailbox_capacity(session, mailbox, now))
+        claimed += _claim(session, [*_due(now), CommunicationLog.mailbox_id == mailbox.id], left, worker_id, now, lease)
+    if None in due_mailboxes and limit > len(claimed):
         conditions = [*_due(now), CommunicationLog.mailbox_id.is_(None)]
-        if mailbox_id is not None:
-            mailbox = session.scalar(select(Mailbox).where(Mailbox.id == mailbox_id).with_for_update())
-            if mailbox is None:
-                continue
-            left = min(left, mailbox_capacity(session, mailbox, now))
-            conditions = [*_due(now), CommunicationLog.mailbox_id == mailbox_id]
-        claimed += _claim(session, conditions, left, worker_id, now, lease)
-    return claimed
+        claimed += _claim(session, conditions, limit - len(claimed), worker_id, now, lease)
+    return sorted(claimed)
 
 
 def _move(session: Session, touch_id: int, worker_id: str, from_state: TouchState, **values: object) -> bool:
@@ -162,20 +194,99 @@ def mark_sending(
     """Committed just before the SMTP transaction: from here a crash means 'in doubt', never 'resend'.
 
     The Message-ID is recorded now, so an in-doubt touch can later be looked up in the Sent folder.
+    (The send path uses start_sending, which also re-checks the claim-time conditions.)
     """
     return _move(
-        session, touch_id, worker_id, TouchState.CLAIMED,
-        state=TouchState.SENDING, message_id=message_id, lease_expires_at=now + lease,
-        attempts=CommunicationLog.attempts + 1, updated_at=now,
-    )  # fmt: skip
+        session,
+        touch_id,
+        worker_id,
+        TouchState.CLAIMED,
+        state=TouchState.SENDING,
+        message_id=message_id,
+        lease_expires_at=now + lease,
+        attempts=CommunicationLog.attempts + 1,
+        updated_at=now,
+    )
+
+
+# The send path's two moves per message, built once: constructing a statement costs more than running it.
+_SENT = (
+    update(CommunicationLog)
+    .where(
+        CommunicationLog.id == bindparam("touch_id"),
+        CommunicationLog.state == TouchState.SENDING,
+        CommunicationLog.claimed_by == bindparam("worker_id"),
+    )
+    .values(
+        state=TouchState.SENT,
+        sent_at=bindparam("now"),
+        lease_expires_at=None,
+        last_error=None,
+        updated_at=bindparam("now"),
+    )
+)
+_START = (
+    update(CommunicationLog)
+    .where(
+        CommunicationLog.id == bindparam("touch_id"),
+        CommunicationLog.state == TouchState.CLAIMED,
+        CommunicationLog.claimed_by == bindparam("worker_id"),
+        exists().where(  # the enrollment is still live and its campaign running …
+            Enrollment.id == bindparam("for_enrollment"),
+            Enrollment.state == EnrollmentState.ACTIVE,
+            OutreachCampaign.id == Enrollment.campaign_id,
+            OutreachCampaign.state == CampaignState.RUNNING,
+        ),
+        ~exists().where(  # … and the address (or its domain) was not suppressed meanwhile
+            or_(
+                (Suppression.kind == SuppressionKind.EMAIL)
+                & Suppression.value_hash.in_(bindparam("email_hashes", expanding=True)),
+                (Suppression.kind == SuppressionKind.DOMAIN)
+                & Suppression.value_hash.in_(bindparam("domain_hashes", expanding=True)),
+            )
+        ),
+    )
+    .values(
+        state=TouchState.SENDING,
+        message_id=bindparam("new_message_id"),
+        lease_expires_at=bindparam("lease_end"),
+        attempts=CommunicationLog.attempts + 1,
+        updated_at=bindparam("now"),
+        links=bindparam("new_links"),
+    )
+)
+
+
+@dataclass(frozen=True)
+class SendingStart:
+    """One touch about to be handed to SMTP, with what the claim-time checks need (see start_sending)."""
+
+    touch_id: int
+    enrollment_id: int
+    message_id: str
+    links: list[object]
+    email_hashes: Sequence[str]  # the address's suppression hashes (outreach.suppression)
+    domain_hashes: Sequence[str]  # its domain's and parent domains' hashes
+
+
+def start_sending(
+    session: Session, start: SendingStart, worker_id: str, now: datetime, lease: timedelta = DEFAULT_LEASE
+) -> bool:
+    """mark_sending for the send path: in the same statement, the enrollment is live, the campaign running
+    and the address not suppressed. False when any of that changed since the claim (or the claim is gone).
+    """
+    params = {
+        "touch_id": start.touch_id, "worker_id": worker_id, "for_enrollment": start.enrollment_id,
+        "email_hashes": list(start.email_hashes), "domain_hashes": list(start.domain_hashes) or [""],
+        "new_message_id": start.message_id, "lease_end": now + lease, "now": now, "new_links": start.links,
+    }  # fmt: skip
+    return session.connection().execute(_START, params).rowcount == 1
 
 
 def mark_sent(session: Session, touch_id: int, worker_id: str, now: datetime) -> bool:
     """Right after the server's 250."""
-    return _move(
-        session, touch_id, worker_id, TouchState.SENDING,
-        state=TouchState.SENT, sent_at=now, lease_expires_at=None, last_error=None, updated_at=now,
-    )  # fmt: skip
+    params = {"touch_id": touch_id, "worker_id": worker_id, "now": now}
+    return session.connection().execute(_SENT, params).rowcount == 1
 
 
 def mark_temporary_failure(session: Session, touch_id: int, worker_id: str, error: str, now: datetime) -> TouchState:
@@ -199,9 +310,16 @@ def mark_permanent_failure(
     from_state = TouchState.SENDING if bounced else TouchState.CLAIMED
     extra = {"sent_at": now} if bounced else {}
     return _move(
-        session, touch_id, worker_id, from_state,
-        state=state, last_error=error[:2000], lease_expires_at=None, updated_at=now, **extra,
-    )  # fmt: skip
+        session,
+        touch_id,
+        worker_id,
+        from_state,
+        state=state,
+        last_error=error[:2000],
+        lease_expires_at=None,
+        updated_at=now,
+        **extra,
+    )
 
 
 def release(session: Session, touch_ids: Sequence[int], worker_id: str, now: datetime) -> int:
@@ -230,10 +348,10 @@ def recover_expired_leases(session: Session, now: datetime) -> Recovery:
         .values(state=TouchState.QUEUED, claimed_by=None, lease_expires_at=None, updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
-    in_doubt = session.execute(
+    in_doubt = session.execute(  # the lease stays: limits count an in-doubt touch from it (see _used)
         update(CommunicationLog)
         .where(and_(CommunicationLog.state == TouchState.SENDING, expired))
-        .values(state=TouchState.IN_DOUBT, lease_expires_at=None, updated_at=now)
+        .values(state=TouchState.IN_DOUBT, updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
     return Recovery(requeued=requeued, in_doubt=in_doubt)
@@ -241,7 +359,7 @@ def recover_expired_leases(session: Session, now: datetime) -> Recovery:
 
 def resolve_in_doubt(session: Session, touch_id: int, *, was_sent: bool, now: datetime) -> bool:
     """The operator's (or a Sent-folder match's) verdict on an in-doubt touch."""
-    values: dict[str, object] = {"updated_at": now, "claimed_by": None}
+    values: dict[str, object] = {"updated_at": now, "claimed_by": None, "lease_expires_at": None}
     if was_sent:
         values |= {"state": TouchState.SENT, "sent_at": now}
     else:
@@ -258,14 +376,57 @@ def resolve_in_doubt(session: Session, touch_id: int, *, was_sent: bool, now: da
 def defer(session: Session, touch_id: int, worker_id: str, due_at: datetime, now: datetime) -> bool:
     """Claimed, but not to be sent now (outside the prospect's window, campaign paused): back to the queue."""
     return _move(
-        session, touch_id, worker_id, TouchState.CLAIMED,
-        state=TouchState.QUEUED, due_at=due_at, claimed_by=None, lease_expires_at=None, updated_at=now,
-    )  # fmt: skip
+        session,
+        touch_id,
+        worker_id,
+        TouchState.CLAIMED,
+        state=TouchState.QUEUED,
+        due_at=due_at,
+        claimed_by=None,
+        lease_expires_at=None,
+        updated_at=now,
+    )
 
 
 def cancel_claimed(session: Session, touch_id: int, worker_id: str, reason: str, now: datetime) -> bool:
     """The claim-time check found the touch must not go (enrollment stopped, address suppressed)."""
     return _move(
-        session, touch_id, worker_id, TouchState.CLAIMED,
-        state=TouchState.CANCELLED, last_error=reason, lease_expires_at=None, updated_at=now,
-    )  # fmt: skip
+        session,
+        touch_id,
+        worker_id,
+        TouchState.CLAIMED,
+        state=TouchState.CANCELLED,
+        last_error=reason,
+        lease_expires_at=None,
+        updated_at=now,
+    )
+
+
+def hold_claimed(session: Session, touch_id: int, worker_id: str, reason: str, now: datetime) -> bool:
+    """Claimed, but it must wait for the operator (too late to go out unasked): queued with a hold."""
+    return _move(
+        session,
+        touch_id,
+        worker_id,
+        TouchState.CLAIMED,
+        state=TouchState.QUEUED,
+        hold_reason=reason[:300],
+        claimed_by=None,
+        lease_expires_at=None,
+        updated_at=now,
+    )
+
+
+def release_hold(session: Session, touch_id: int, now: datetime) -> bool:
+    """The operator confirms a held touch: it is due now (so it is no longer late) and claimable again."""
+    stmt = (
+        update(CommunicationLog)
+        .where(
+            CommunicationLog.id == touch_id,
+            CommunicationLog.state.in_(CLAIMABLE),
+            CommunicationLog.hold_reason.is_not(None),
+        )
+        .values(hold_reason=None, due_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(stmt).rowcount == 1

@@ -2,9 +2,10 @@
 
 Rendering goes through outreach.generator (the planner's own path), and the message is built the way the
 sender builds it — same mailbox, recipient name, threading headers, footer and, once the touch exists,
-the same signed unsubscribe link — so the preview's bytes are the sent bytes apart from Date and
-Message-ID (and the MIME boundary, which the email package draws at random when a message has two
-parts). `send_test_preview` mails the same message to the operator, with a dead unsubscribe link.
+the same signed unsubscribe link and the same tracked links and pixel — so the preview's bytes are the
+sent bytes apart from Date and Message-ID (MIME boundaries derive from the Message-ID, so with the same
+one they are equal too). `send_test_preview` mails the same message to the operator, with a dead
+unsubscribe link.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from db.models import CommunicationLog, Enrollment, Mailbox, OutreachCampaign, P
 from outreach.campaigns import (
     CampaignError,
     CampaignManager,
-    _audience,
+    audience_query,
     definition_of,
     find_campaign,
     postal_address,
 )
 from outreach.config import load_settings
 from outreach.content_lint import LintWarning, lint_message
+from outreach.demo_files import attachments_for
 from outreach.errors import OutreachError
 from outreach.generator import (
     Choice,
@@ -39,6 +41,7 @@ from outreach.generator import (
     render_sample,
     simulated_previous,
 )
+from outreach.link_tracking import TrackingOptions, track_touch
 from outreach.mailboxes import smtp_settings
 from outreach.mailer import MessageError, OutgoingMessage, build_message, check_address, make_message_id, sender_domain
 from outreach.sequence import Definition
@@ -68,6 +71,7 @@ class Preview:
     personalization: list[dict[str, Any]] = field(default_factory=list)  # field, source, explanation, value
     lint: list[dict[str, str]] = field(default_factory=list)  # code, where, message
     message: str | None = None  # the whole message as the SMTP server will receive it (email steps)
+    attachments: list[str] = field(default_factory=list)  # attached files' names (a demo's PDF)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,12 +145,22 @@ def _spec(
     subject: str | None, text: str, html: str | None, *, touch: Any, enrollment: Any, in_reply_to: str | None,
     now: datetime, secret_key: str, base_url: str,
 ) -> OutgoingMessage | None:  # fmt: skip
-    """The OutgoingMessage the sender would build for this touch (sending.Deliverer._build does the same)."""
+    """The OutgoingMessage the sender would build for this touch (sending.Deliverer._build does the same).
+
+    Once the touch exists its links are tracked as the send path tracks them (same touch id, key and
+    campaign settings), so the preview shows the very URLs that go out; before that there is no id to sign.
+    """
     if box is None or subject is None:
         return None
     unsubscribe = UNSUBSCRIBE_PLACEHOLDER
     if touch is not None:
         unsubscribe = f"{base_url}/u/{sign(LinkToken(Purpose.UNSUBSCRIBE, touch.id), secret_key)}"
+        options = TrackingOptions(
+            base_url=base_url, key=secret_key, opens=campaign.track_opens, clicks=campaign.track_clicks,
+            unsubscribe_url=unsubscribe,
+        )  # fmt: skip
+        tracked = track_touch(touch.id, text, html, options)
+        text, html = tracked.text, tracked.html
     name = " ".join(n for n in (prospect.first_name, prospect.last_name) if n) or None
     references = _references(session, enrollment.id, touch.id if touch else None) if in_reply_to and enrollment else ()
     return OutgoingMessage(
@@ -161,14 +175,16 @@ def _spec(
 
 
 def _chosen_variant(
-    manager: CampaignManager, step_row: SequenceStep, touch: CommunicationLog | None, asked: str | None
-) -> str:
+    manager: CampaignManager, step_row: SequenceStep, touch: CommunicationLog | None, asked: str | None,
+    enrollment_id: int | None = None,
+) -> str:  # fmt: skip
     """The stored touch's variant, else the one asked for, else the one the planner would pick next."""
     if touch is not None:
         return _variant_name(step_row, touch.variant_id) or ""
     if asked is not None:
         return asked
-    return manager.optimize_messaging(step_row, manager._variant_counts(step_row.id)).name
+    counts = manager._variant_counts(step_row.id)
+    return manager.optimize_messaging(step_row, counts, enrollment_id=enrollment_id).name  # same draw as the send
 
 
 def _thread_subject(thread: bool, thread_touch: CommunicationLog | None, previous: PreviousTouch | None) -> str | None:
@@ -203,7 +219,7 @@ def _compose(
     touch = _existing_touch(session, campaign.id, prospect.id, step_row.id)
     if touch is not None and variant_name not in (None, _variant_name(step_row, touch.variant_id)):
         touch = None  # another variant than the stored one: render it
-    chosen = _chosen_variant(manager, step_row, touch, variant_name)
+    chosen = _chosen_variant(manager, step_row, touch, variant_name, enrollment.id if enrollment else None)
     variant = next(v for v in step.variants if v.name == chosen) if chosen in names else step.variants[0]
     box = _mailbox(session, manager, campaign, touch, enrollment)
     sender = (box.from_name, box.from_address) if box else (None, None)
@@ -239,6 +255,12 @@ def _compose(
         return _Composed(base, variant.name, source, subject, text, html, choices, None, lint=lint)
     spec = _spec(session, campaign, definition, prospect, box, subject, text, html, touch=touch, enrollment=enrollment,
                  in_reply_to=in_reply_to, now=now, secret_key=secret_key, base_url=base_url)  # fmt: skip
+    if spec is not None:
+        try:  # the matched demo's PDF, when the step attaches it (as the send path does)
+            files = attachments_for(session, campaign, definition, index, prospect, load_settings().data_dir)
+            spec = replace(spec, attachments=files)
+        except MessageError as exc:
+            error = f"the message cannot be built: {exc}"
     has_postal = bool(postal_address(session, definition))
     lint = tuple(lint_message(subject, text, html, unsubscribe=True, postal_address=has_postal))
     return _Composed(base, variant.name, source, subject, text, html, choices, error, spec, box.id if box else None,
@@ -282,6 +304,7 @@ def preview(
         html=html_part.get_content() if html_part else None,
         headers={name: str(msg[name]) for name in HEADERS_SHOWN if msg[name] is not None},
         personalization=personalization, lint=lint_dicts, message=msg.as_bytes().decode("utf-8", "replace"),
+        attachments=[part.get_filename() or "" for part in msg.iter_attachments()],
     )  # fmt: skip
 
 
@@ -323,8 +346,9 @@ def send_test_preview(
     box = session.get(Mailbox, composed.mailbox_id) if composed.mailbox_id else None
     if box is None:
         raise OutreachError("the campaign's mailbox is gone; add it again under Settings")
-    spec = replace(
+    spec = replace(  # untracked bodies: the operator's clicks and opens must not count as the prospect's
         composed.spec, to_address=to, to_name=None, subject=f"[Test] {composed.spec.subject}",
+        text_body=composed.text, html_body=composed.html,
         message_id=make_message_id(sender_domain(box.from_address), f"test.{secrets.token_hex(12)}"),
         list_unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER, in_reply_to=None, references=(), date=now,
     )  # fmt: skip
@@ -346,7 +370,7 @@ def incomplete_renders(
     campaign = find_campaign(session, campaign_name)
     definition = definition_of(campaign)
     query = (
-        select(Prospect).where(Prospect.id.in_(_audience(definition))).order_by(Prospect.id).offset(offset).limit(limit)
+        select(Prospect).where(Prospect.id.in_(audience_query(definition))).order_by(Prospect.id).offset(offset).limit(limit)
     )
     prospects = list(session.scalars(query))
     failures, _renders = render_sample(session, campaign, definition, prospects, now)

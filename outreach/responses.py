@@ -61,6 +61,7 @@ from outreach.classify import BounceReport, Classification, Referral, classify_m
 from outreach.classify import intent_of as _intent_result
 from outreach.enrollments import LIVE_STATES, pause_until, stop_enrollments, stop_for_domain, stop_for_prospect
 from outreach.inbound import InboundMessage, parse_message
+from outreach.lead_scores import refresh_scores
 from outreach.reply_text import fresh_text
 from outreach.suppression import is_suppressed, suppress
 
@@ -348,6 +349,7 @@ def update_lead_status(
          "by": by},
         now,
     )  # fmt: skip
+    refresh_scores(session, [prospect_id], now)  # a meeting, a win or a loss changes the score at once
     return LeadMove(prospect_id, current, stage, reason, by)
 
 
@@ -478,6 +480,7 @@ class ResponseTracker:
         if match is not None:
             _record_event(session, reading.kind, message_id, match, bounce, received_at)
             actions = self.trigger_follow_ups(session, row, match, reading, now)
+            refresh_scores(session, [match.prospect_id], now)  # the reply (or bounce) counts in the score now
         row.actions = actions
         session.flush()
         return _result(session, row, actions, duplicate=False)

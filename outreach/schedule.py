@@ -10,7 +10,9 @@ Rules, all in the prospect's local zone:
 - business days skip Saturdays, Sundays and the given holidays, keeping the local wall time;
 - a window that crosses midnight ("22:00-02:00") belongs to the day it starts on: with days [mon],
   Monday 22:00 to Tuesday 02:00 is allowed, Sunday 22:00 to Monday 02:00 is not;
-- holidays are never send days (a window that starts on a holiday is skipped);
+- holidays are never send days (a window that starts on a holiday is skipped); a campaign's holiday
+  setting picks them per prospect: the public holidays of the prospect's country (the `holidays`
+  package), of fixed countries, or none (`holidays_for`);
 - a local time that does not exist (spring-forward gap) means the first valid instant after the gap;
   an ambiguous one (fall-back) means its first occurrence.
 """
@@ -19,9 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from db.enums import DelayUnit
@@ -220,7 +223,8 @@ def _local_wall(moment: datetime, tz: ZoneInfo) -> datetime:
     return moment.astimezone(tz).replace(tzinfo=None, fold=0)
 
 
-def _add_business_days(day: date, count: int, holidays: frozenset[date]) -> date:
+@lru_cache(maxsize=65_536)
+def _add_business_days(day: date, count: int, holidays: Container[date]) -> date:
     while count > 0:
         day += timedelta(days=1)
         if day.weekday() in WEEKDAYS and day not in holidays:
@@ -228,7 +232,7 @@ def _add_business_days(day: date, count: int, holidays: frozenset[date]) -> date
     return day
 
 
-def add_delay(earliest: datetime, delay: Delay, tz: ZoneInfo, holidays: frozenset[date] = frozenset()) -> datetime:
+def add_delay(earliest: datetime, delay: Delay, tz: ZoneInfo, holidays: Container[date] = frozenset()) -> datetime:
     """earliest + delay as a UTC instant, before any window or day rules."""
     start = _require_aware(earliest).astimezone(UTC)
     if delay.unit == DelayUnit.MINUTES:
@@ -251,8 +255,10 @@ def _minute_time(minutes: int) -> tuple[int, time]:
     return days, time(rest // 60, rest % 60)
 
 
+@lru_cache(maxsize=65_536)
 def window_on(day: date, window: Window, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    """The UTC [start, end) of the window that starts on local `day`."""
+    """The UTC [start, end) of the window that starts on local `day` (memoized: planning and simulation ask
+    for the same few days over and over)."""
     start_days, start_clock = _minute_time(window.start_minute)
     end_minute = window.end_minute + (MINUTES_PER_DAY if window.crosses_midnight else 0)
     end_days, end_clock = _minute_time(end_minute)
@@ -262,7 +268,7 @@ def window_on(day: date, window: Window, tz: ZoneInfo) -> tuple[datetime, dateti
 
 
 def _windows_from(
-    moment: datetime, window: Window, days: frozenset[int], tz: ZoneInfo, holidays: frozenset[date]
+    moment: datetime, window: Window, days: frozenset[int], tz: ZoneInfo, holidays: Container[date]
 ) -> Iterator[tuple[datetime, datetime]]:
     """Allowed windows in time order, starting with the one that may have opened yesterday and still be open."""
     first_day = _local_wall(moment, tz).date() - timedelta(days=1)
@@ -281,21 +287,47 @@ def _require_aware(moment: datetime) -> datetime:
     return moment
 
 
+@lru_cache(maxsize=65_536)
+def _first_windows(
+    day: date, window: Window, days: frozenset[int], tz: ZoneInfo, holidays: Container[date]
+) -> tuple[tuple[datetime, datetime], ...]:
+    """The first three allowed windows starting on or after local `day` (memoized per day and rules).
+
+    A moment on local day d+1 lies before the end of one of the first three allowed windows from day d:
+    at most the windows of days d and d+1 can have ended before it.
+    """
+    found: list[tuple[datetime, datetime]] = []
+    for offset in range(_SEARCH_DAYS):
+        current = day + timedelta(days=offset)
+        if current.weekday() not in days or current in holidays:
+            continue
+        start, end = window_on(current, window, tz)
+        if start < end:  # a window wholly inside a DST gap is empty
+            found.append((start, end))
+            if len(found) == 3:
+                break
+    return tuple(found)
+
+
 def next_allowed(
-    moment: datetime, *, window: Window, days: frozenset[int], tz: ZoneInfo, holidays: frozenset[date] = frozenset()
+    moment: datetime, *, window: Window, days: frozenset[int], tz: ZoneInfo, holidays: Container[date] = frozenset()
 ) -> tuple[datetime, datetime]:
     """The first allowed instant at or after `moment`, and the end of the window it falls in (both UTC)."""
     if not days:
         raise ScheduleError("the schedule allows no days; add at least one of " + ", ".join(DAY_NAMES))
     moment = _require_aware(moment).astimezone(UTC)
-    for start, end in _windows_from(moment, window, days, tz, holidays):
+    first_day = _local_wall(moment, tz).date() - timedelta(days=1)
+    for start, end in _first_windows(first_day, window, days, tz, holidays):
+        if moment < end:
+            return max(moment, start), end
+    for start, end in _windows_from(moment, window, days, tz, holidays):  # not reached (see _first_windows)
         if moment < end:
             return max(moment, start), end
     raise ScheduleError("no allowed sending day in the next two years; check the days and holidays")
 
 
 def is_allowed(
-    moment: datetime, *, window: Window, days: frozenset[int], tz: ZoneInfo, holidays: frozenset[date] = frozenset()
+    moment: datetime, *, window: Window, days: frozenset[int], tz: ZoneInfo, holidays: Container[date] = frozenset()
 ) -> bool:
     """Whether `moment` lies inside an allowed window (the worker re-checks this before sending)."""
     allowed, _end = next_allowed(moment, window=window, days=days, tz=tz, holidays=holidays)
@@ -318,7 +350,7 @@ def next_send_time(
     window: Window,
     days: frozenset[int],
     tz: ZoneInfo,
-    holidays: frozenset[date] = frozenset(),
+    holidays: Container[date] = frozenset(),
     jitter_key: str | None = None,
     jitter_max: timedelta = DEFAULT_JITTER,
 ) -> datetime:
@@ -334,3 +366,112 @@ def next_send_time(
         return moment
     room = window_end - moment - timedelta(seconds=1)  # the window end itself is outside
     return moment + jitter_offset(jitter_key, min(jitter_max, room))
+
+
+# --- holidays ------------------------------------------------------------------------------------
+
+HolidaySetting = bool | tuple[str, ...]  # True: the prospect's country; False: none; codes: those countries'
+NO_HOLIDAYS: frozenset[date] = frozenset()
+
+
+@cache
+def _country_year(code: str, year: int) -> frozenset[date]:
+    import holidays  # the package's data loads on first use, so the worker pays only for countries it meets
+
+    return frozenset(holidays.country_holidays(code, years=year))
+
+
+@cache
+def _countries_year(codes: tuple[str, ...], year: int) -> frozenset[date]:
+    return frozenset().union(*(_country_year(code, year) for code in codes))
+
+
+@dataclass(frozen=True)
+class HolidayCalendar:
+    """Public holidays of one or more countries (ISO 3166 alpha-2), any year, computed once per country-year."""
+
+    countries: tuple[str, ...]
+
+    def __contains__(self, day: object) -> bool:
+        if not isinstance(day, date):
+            return False
+        return day in _countries_year(self.countries, day.year)
+
+    def names_between(self, first: date, last: date) -> list[tuple[date, str]]:
+        """(date, 'Thanksgiving Day (US)') for the holidays in [first, last], for people to read."""
+        import holidays
+
+        out = []
+        for code in self.countries:
+            table = holidays.country_holidays(code, years=range(first.year, last.year + 1))
+            out += [(day, f"{name} ({code})") for day, name in table.items() if first <= day <= last]
+        return sorted(out)
+
+
+@cache
+def supported_holiday_countries() -> frozenset[str]:
+    import holidays
+
+    return frozenset(holidays.list_supported_countries())
+
+
+@cache
+def holiday_country(value: str | None) -> str | None:
+    """A prospect's country as written ('Germany', 'USA', 'de') → a code the holidays package knows, or None."""
+    if not value or not value.strip():
+        return None
+    from outreach.prospect_normalize import country_code
+
+    code = country_code(value)
+    return code if code in supported_holiday_countries() else None
+
+
+@cache
+def _calendar(countries: tuple[str, ...]) -> HolidayCalendar:
+    return HolidayCalendar(countries)
+
+
+def holidays_for(setting: HolidaySetting, prospect_country: str | None) -> Container[date]:
+    """The dates that are not send days for one prospect under a campaign's holiday setting.
+
+    True: the public holidays of the prospect's country (unknown or unsupported country: none);
+    False: none; a tuple of codes: those countries' holidays, whoever the prospect is.
+    """
+    if setting is False:
+        return NO_HOLIDAYS
+    if setting is True:
+        code = holiday_country(prospect_country)
+        return _calendar((code,)) if code else NO_HOLIDAYS
+    return _calendar(tuple(setting)) if setting else NO_HOLIDAYS
+
+
+# --- one prospect's rules ------------------------------------------------------------------------
+
+
+def touch_jitter_key(campaign_id: int, prospect_id: int, step_index: int) -> str:
+    """The seed of a touch's jitter: known before launch, so a simulation draws what the worker draws."""
+    return f"{campaign_id}:{prospect_id}:{step_index}"
+
+
+@dataclass(frozen=True)
+class SendRules:
+    """When one prospect may receive a touch: window and days in their zone, minus their holidays."""
+
+    window: Window
+    days: frozenset[int]
+    tz: ZoneInfo
+    holidays: Container[date] = NO_HOLIDAYS
+
+    def next_allowed(self, moment: datetime) -> tuple[datetime, datetime]:
+        return next_allowed(moment, window=self.window, days=self.days, tz=self.tz, holidays=self.holidays)
+
+    def is_allowed(self, moment: datetime) -> bool:
+        return is_allowed(moment, window=self.window, days=self.days, tz=self.tz, holidays=self.holidays)
+
+    def due(
+        self, earliest: datetime, delay: Delay, jitter_key: str, jitter_max: timedelta = DEFAULT_JITTER
+    ) -> datetime:
+        return next_send_time(
+            earliest=earliest, delay=delay, window=self.window, days=self.days, tz=self.tz,
+            holidays=self.holidays, jitter_key=jitter_key, jitter_max=jitter_max,
+        )  # fmt: skip

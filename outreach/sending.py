@@ -1,24 +1,35 @@
 """The send tick: recover, plan, claim, and deliver — each touch's state committed around its SMTP transaction.
 
-Order for one touch: claimed (committed) → checked again (enrollment, suppression, window) → built →
-`sending` with its Message-ID (committed) → SMTP → `sent` right after the 250 (committed). A crash
+Order for one touch: claimed (committed) → checked (enrollment, suppression, window, lateness) → built
+once → `sending` with its Message-ID, guarded by the same checks in the same statement (committed) →
+SMTP → `sent` right after the 250 (committed, together with the next touch's `sending`). A crash
 between the two commits leaves that one touch `sending`; recovery turns it into `in_doubt`, never a
 silent resend. A touch that cannot be built fails alone; the rest of the batch goes out.
+
+What is read is read once per claimed batch (outreach.send_batch); per message only the two state
+moves and the sequence's next step are written. `concurrency` > 1 delivers a batch over that many
+SMTP connections in parallel threads (each touch is still claimed once, by the one claim statement).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+import threading
+import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.message import EmailMessage
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from db.engine import transaction
 from db.enums import (
+    TERMINAL_TOUCH_STATES,
     CampaignState,
     EnrollmentState,
     EventKind,
@@ -27,25 +38,64 @@ from db.enums import (
     SuppressionReason,
     TouchState,
 )
-from db.models import CommunicationLog, EngagementEvent, Enrollment, Mailbox, OutreachCampaign, Prospect
-from outreach import outbox
-from outreach.campaigns import AUTO_PAUSE_AFTER_FAILURES, CampaignManager, definition_of, postal_address
+from db.models import CommunicationLog, EngagementEvent, Enrollment, Mailbox, OutreachCampaign
+from outreach import dkim, outbox
+from outreach.campaigns import AUTO_PAUSE_AFTER_FAILURES, CampaignManager, step_due
+from outreach.demo_files import touch_attachments
 from outreach.enrollments import stop_enrollment
 from outreach.errors import OutreachError
+from outreach.lateness import late_reason
 from outreach.link_tracking import TrackingOptions, track_touch
 from outreach.mailboxes import smtp_settings
 from outreach.mailer import MessageError, OutgoingMessage, build_message, make_message_id, sender_domain
-from outreach.schedule import is_allowed, next_allowed
+from outreach.send_batch import (
+    CampaignCache,
+    CampaignInfo,
+    Job,
+    load_jobs,
+    suppressed_among,
+    suppression_hashes,
+)
 from outreach.smtp_transport import MailboxUnavailable, SendResult, SmtpConnection, Verdict
-from outreach.suppression import is_suppressed, suppress
+from outreach.suppression import suppress
 from outreach.tokens import LinkToken, Purpose, sign
 from outreach.webhooks import emit_event
-from outreach.worker import JobContext
+from outreach.worker import JobContext, stopping
 
 log = logging.getLogger("outreach.sending")
 
 BATCH = 200
 MAILBOX_PAUSE_AFTER = 3  # connection or login failures in a row before a mailbox is paused
+TICK_BUDGET_S = 30.0  # a tick keeps claiming full batches this long, so a backlog drains at the limits' pace
+
+
+# The sequence's moves after a 250, built once (see outbox._SENT): only a still-active enrollment with nothing
+# scheduled yet, at the step it had, moves on.
+_STILL_WAITING = (
+    Enrollment.id == bindparam("for_enrollment"),
+    Enrollment.state == EnrollmentState.ACTIVE,
+    Enrollment.next_due_at.is_(None),
+    Enrollment.next_step == bindparam("step"),
+)
+_NEXT_STEP_DUE = (
+    update(Enrollment).where(*_STILL_WAITING).values(next_due_at=bindparam("due"), updated_at=bindparam("now"))
+)
+_FINISH = (
+    update(Enrollment)
+    .where(
+        *_STILL_WAITING,
+        ~exists().where(
+            CommunicationLog.enrollment_id == bindparam("for_enrollment"),
+            CommunicationLog.state.not_in(list(TERMINAL_TOUCH_STATES)),
+        ),
+    )
+    .values(state=EnrollmentState.FINISHED, next_due_at=None, updated_at=bindparam("now"))
+)
+_NO_FAILURES = (
+    update(OutreachCampaign)
+    .where(OutreachCampaign.id == bindparam("campaign_id"), OutreachCampaign.consecutive_failures != 0)
+    .values(consecutive_failures=0)
+)
 
 
 @dataclass
@@ -54,6 +104,11 @@ class TickReport:
     planned: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     mailbox_errors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        with self.lock:  # several delivery threads report into one tick
+            self.outcomes[outcome] += n
 
     def summary(self) -> str | None:
         parts = [f"{n} {what}" for what, n in sorted((self.planned + self.outcomes).items()) if n]
@@ -64,161 +119,181 @@ class TickReport:
 
 
 @dataclass(frozen=True)
-class Job:
-    """Everything needed to send one claimed touch, read once per batch."""
+class Hold:
+    """Why a claimed touch does not go now: cancel, defer (until `when`), hold (for the operator), or fail."""
 
-    touch_id: int
-    enrollment_id: int
-    campaign_id: int
-    prospect_id: int
-    mailbox_id: int
-    to_address: str
-    to_name: str | None
-    subject: str
-    text: str
-    html: str | None
-    message_id: str | None
-    in_reply_to: str | None
+    kind: str
+    detail: str = ""
+    when: datetime | None = None
 
 
-def _load_jobs(session: Session, ids: list[int]) -> list[Job]:
-    rows = session.execute(
-        select(CommunicationLog, Enrollment.campaign_id, Prospect.id, Prospect.email)
-        .add_columns(Prospect.first_name, Prospect.last_name)
-        .join(Enrollment, Enrollment.id == CommunicationLog.enrollment_id)
-        .join(Prospect, Prospect.id == Enrollment.prospect_id)
-        .where(CommunicationLog.id.in_(ids))
-        .order_by(CommunicationLog.id)
-    )
-    jobs = []
-    for touch, campaign_id, prospect_id, email, first, last in rows:
-        name = " ".join(n for n in (first, last) if n) or None
-        job = Job(
-            touch.id, touch.enrollment_id, campaign_id, prospect_id, touch.mailbox_id, email, name,
-            touch.subject or "", touch.body_text or "", touch.body_html, touch.message_id, touch.in_reply_to,
-        )  # fmt: skip
-        jobs.append(job)
-    return jobs
+@dataclass(frozen=True)
+class Ready:
+    """A touch built and ready for SMTP: what `sending` records, and the bytes (or message) to hand over."""
+
+    job: Job
+    message_id: str
+    links: list[object]
+    message: EmailMessage | bytes
 
 
-def _references(session: Session, enrollment_id: int, before_touch: int) -> tuple[str, ...]:
-    """The thread so far: Message-IDs of this enrollment's earlier sent emails, oldest first."""
-    return tuple(
-        session.scalars(
-            select(CommunicationLog.message_id)
-            .where(
-                CommunicationLog.enrollment_id == enrollment_id,
-                CommunicationLog.id < before_touch,
-                CommunicationLog.state == TouchState.SENT,
-                CommunicationLog.message_id.is_not(None),
-            )
-            .order_by(CommunicationLog.id)
-        )
-    )
+@dataclass(frozen=True)
+class Outcome:
+    job: Job
+    result: SendResult
 
 
 class Deliverer:
     """Sends one mailbox's claimed touches over one connection."""
 
-    def __init__(self, engine: Engine, ctx: JobContext, report: TickReport) -> None:
-        self.engine, self.ctx, self.report = engine, ctx, report
+    def __init__(
+        self, engine: Engine, ctx: JobContext, report: TickReport, campaigns: CampaignCache, suppressed: set[str]
+    ) -> None:
+        self.engine, self.ctx, self.report, self.campaigns = engine, ctx, report, campaigns
         self.keys = ctx.settings.secret_keys()
+        self.suppressed = suppressed
+        self.worker = ctx.worker.worker_id
+        self.failed: set[int] = set()  # campaigns whose failure count this delivery raised
 
-    def _hold_reason(self, session: Session, job: Job, now: datetime) -> tuple[str, datetime | None] | None:
-        """Why this claimed touch must not go now: ('cancel', None) or ('defer', when)."""
-        enrollment = session.get(Enrollment, job.enrollment_id)
-        campaign = session.get(OutreachCampaign, job.campaign_id)
-        assert enrollment is not None and campaign is not None
-        if enrollment.state is EnrollmentState.STOPPED or is_suppressed(session, job.to_address, self.keys[0]):
-            return ("cancel", None)
-        if campaign.state is not CampaignState.RUNNING or enrollment.state is EnrollmentState.PAUSED:
-            return ("defer", enrollment.paused_until or now)  # picked up again once it runs
-        sched = definition_of(campaign).schedule
-        prospect = session.get(Prospect, enrollment.prospect_id)
-        tz = sched.zone_for(prospect.timezone if prospect else None)
-        if not is_allowed(now, window=sched.window, days=sched.day_set, tz=tz):
-            return ("defer", next_allowed(now, window=sched.window, days=sched.day_set, tz=tz)[0])
+    # --- deciding and building (no database writes) -------------------------------------------------
+
+    def _hold(self, info: CampaignInfo, job: Job, now: datetime) -> Hold | None:
+        if job.enrollment_state is EnrollmentState.STOPPED or job.to_address in self.suppressed:
+            return Hold("cancel", "stopped or suppressed before sending")
+        if job.enrollment_state is EnrollmentState.PAUSED:
+            return Hold("defer", when=job.paused_until or now)  # picked up again once it runs
+        # (the campaign was running at claim time; `_start` checks it again in the `sending` statement)
+        late = late_reason(job.due_at, now, info.max_lateness)
+        if late is not None:
+            return Hold("hold", late)
+        rules = self.campaigns.rules(info, job)
+        if not rules.is_allowed(now):  # the same rules (holidays included) that planned it, and simulate it
+            return Hold("defer", when=rules.next_allowed(now)[0])
         return None
 
-    def _build(self, session: Session, job: Job, box: Mailbox, message_id: str, now: datetime) -> OutgoingMessage:
-        campaign = session.get(OutreachCampaign, job.campaign_id)
-        assert campaign is not None
+    def _build(self, info: CampaignInfo, job: Job, box: Mailbox, now: datetime) -> Ready:
+        message_id = job.message_id or make_message_id(
+            sender_domain(box.from_address), f"{job.touch_id}.{secrets.token_hex(6)}"
+        )
         token = sign(LinkToken(Purpose.UNSUBSCRIBE, job.touch_id), self.keys[0])
-        unsubscribe_url = f"{self.ctx.settings.base_url}/u/{token}"
+        base = self.ctx.settings.base_url
+        unsubscribe_url = f"{base}/u/{token}"
         options = TrackingOptions(
-            base_url=self.ctx.settings.base_url, key=self.keys[0], opens=campaign.track_opens,
-            clicks=campaign.track_clicks, unsubscribe_url=unsubscribe_url,
+            base_url=base, key=self.keys[0], opens=info.track_opens, clicks=info.track_clicks,
+            unsubscribe_url=unsubscribe_url,
         )  # fmt: skip
         tracked = track_touch(job.touch_id, job.text, job.html, options)
-        touch = session.get(CommunicationLog, job.touch_id)
-        assert touch is not None
-        touch.links = tracked.links  # committed with `sending`: the only URLs a click may lead to
-        return OutgoingMessage(
+        spec = OutgoingMessage(
             from_address=box.from_address, from_name=box.from_name, to_address=job.to_address,
             to_name=job.to_name, subject=job.subject, text_body=tracked.text, html_body=tracked.html,
             message_id=message_id, date=now, reply_to=box.reply_to, in_reply_to=job.in_reply_to,
-            references=_references(session, job.enrollment_id, job.touch_id) if job.in_reply_to else (),
-            list_unsubscribe_url=unsubscribe_url,
+            references=job.references if job.in_reply_to else (), list_unsubscribe_url=unsubscribe_url,
             list_unsubscribe_mailto=f"mailto:{box.from_address}?subject=unsubscribe",
-            postal_address=postal_address(session, definition_of(campaign)),
+            postal_address=info.postal_address,
+            attachments=touch_attachments(self.engine, info.definition, job.touch_id, self.ctx.settings.data_dir),
         )  # fmt: skip
+        # Built once, and finalized here: DKIM signs the exact bytes that go on the wire.
+        return Ready(job, message_id, list(tracked.links), self.sign(build_message(spec)))
 
-    def _prepare(self, job: Job, box: Mailbox) -> OutgoingMessage | None:
-        """Claim-time checks and the build, then `sending` committed. None: nothing to send."""
-        worker, now = self.ctx.worker.worker_id, self.ctx.clock()
-        with transaction(self.engine) as s:
-            hold = self._hold_reason(s, job, now)
-            if hold is not None:
-                kind, when = hold
-                if kind == "cancel":
-                    outbox.cancel_claimed(s, job.touch_id, worker, "stopped or suppressed before sending", now)
-                else:
-                    outbox.defer(s, job.touch_id, worker, when or now, now)
-                self.report.outcomes["cancelled" if kind == "cancel" else "deferred"] += 1
-                return None
-            try:
-                message_id = job.message_id or make_message_id(
-                    sender_domain(box.from_address), f"{job.touch_id}.{secrets.token_hex(6)}"
-                )
-                spec = self._build(s, job, box, message_id, now)
-                build_message(spec)
-            except MessageError as exc:
-                if outbox.mark_permanent_failure(s, job.touch_id, worker, f"cannot build: {exc}", now, bounced=False):
-                    self._move_on(s, job, now)
-                self.report.outcomes["failed"] += 1
-                return None
-            if not outbox.mark_sending(s, job.touch_id, worker, message_id, now):
-                return None  # our claim is gone (lease expired and recovered): not ours to send
-        return spec
+    def _prepare(self, job: Job, box: Mailbox, now: datetime) -> Ready | Hold:
+        info = self.campaigns.cached(job.campaign_id)
+        hold = self._hold(info, job, now)
+        if hold is not None:
+            return hold
+        try:
+            return self._build(info, job, box, now)
+        except MessageError as exc:
+            return Hold("fail", f"cannot build: {exc}")
 
-    def _record(self, job: Job, result: SendResult) -> None:
-        worker, now = self.ctx.worker.worker_id, self.ctx.clock()
-        with transaction(self.engine) as s:
-            campaign = s.get(OutreachCampaign, job.campaign_id)
-            assert campaign is not None
-            if result.verdict is Verdict.SENT:
-                outbox.mark_sent(s, job.touch_id, worker, now)
+    # --- writing ----------------------------------------------------------------------------------
+
+    def _apply_hold(self, s: Session, job: Job, hold: Hold, now: datetime) -> None:
+        if hold.kind == "cancel":
+            outbox.cancel_claimed(s, job.touch_id, self.worker, hold.detail, now)
+            self.report.count("cancelled")
+        elif hold.kind == "defer":
+            outbox.defer(s, job.touch_id, self.worker, hold.when or now, now)
+            self.report.count("deferred")
+        elif hold.kind == "hold":
+            outbox.hold_claimed(s, job.touch_id, self.worker, hold.detail, now)
+            self.report.count("held (too late)")
+        else:
+            if outbox.mark_permanent_failure(s, job.touch_id, self.worker, hold.detail, now, bounced=False):
                 self._move_on(s, job, now)
-                campaign.consecutive_failures = 0
-                self.report.outcomes["sent"] += 1
+            self.report.count("failed")
+
+    def _start(self, s: Session, ready: Ready, now: datetime) -> bool:
+        """`sending`, only if the enrollment is still live, the campaign running and the address not suppressed."""
+        job = ready.job
+        email_hashes, domain_hashes = suppression_hashes(job.to_address, self.keys[0])
+        start = outbox.SendingStart(
+            job.touch_id, job.enrollment_id, ready.message_id, ready.links, email_hashes, domain_hashes
+        )
+        if outbox.start_sending(s, start, self.worker, now):
+            return True
+        # Something changed since the batch was read (a pause, a reply, an unsubscribe) or the claim is gone.
+        enrollment = s.get(Enrollment, job.enrollment_id)
+        campaign = s.get(OutreachCampaign, job.campaign_id)
+        if enrollment is None or campaign is None:
+            return False
+        if enrollment.state is EnrollmentState.ACTIVE and campaign.state is CampaignState.RUNNING:
+            if outbox.cancel_claimed(s, job.touch_id, self.worker, "address suppressed before sending", now):
+                self.report.count("cancelled")
+        elif enrollment.state in (EnrollmentState.STOPPED, EnrollmentState.FINISHED):
+            if outbox.cancel_claimed(s, job.touch_id, self.worker, "stopped before sending", now):
+                self.report.count("cancelled")
+        elif outbox.defer(s, job.touch_id, self.worker, enrollment.paused_until or now, now):
+            self.report.count("deferred")
+        return False
+
+    def _record(self, s: Session, outcome: Outcome, now: datetime) -> None:
+        job, result = outcome.job, outcome.result
+        if result.verdict is Verdict.SENT:
+            if not outbox.mark_sent(s, job.touch_id, self.worker, now):
+                log.error("touch %s was accepted by the server but is no longer ours to mark sent", job.touch_id)
                 return
-            campaign.consecutive_failures += 1
-            if result.verdict is Verdict.TEMPORARY:
-                state = outbox.mark_temporary_failure(s, job.touch_id, worker, result.detail, now)
-                if state is TouchState.FAILED:
-                    self._move_on(s, job, now)
-                self.report.outcomes["failed" if state is TouchState.FAILED else "retrying"] += 1
-            else:
-                outbox.mark_permanent_failure(s, job.touch_id, worker, result.detail, now, bounced=True)
-                self._bounced(s, job, result, now)
-            if campaign.consecutive_failures >= AUTO_PAUSE_AFTER_FAILURES and campaign.state is CampaignState.RUNNING:
-                campaign.state = CampaignState.PAUSED
-                reason = f"paused after {campaign.consecutive_failures} failed sends in a row: {result.detail}"
-                campaign.paused_reason = reason[:300]
-                self.report.outcomes["campaigns auto-paused"] += 1
+            self._advance(s, job, now)
+            if job.campaign_id in self.failed or self.campaigns.cached(job.campaign_id).consecutive_failures:
+                s.connection().execute(_NO_FAILURES, {"campaign_id": job.campaign_id})
+                self.failed.discard(job.campaign_id)
+            self.report.count("sent")
+            return
+        campaign = s.get(OutreachCampaign, job.campaign_id)
+        assert campaign is not None
+        campaign.consecutive_failures += 1
+        self.failed.add(job.campaign_id)
+        if result.verdict is Verdict.TEMPORARY:
+            state = outbox.mark_temporary_failure(s, job.touch_id, self.worker, result.detail, now)
+            if state is TouchState.FAILED:
+                self._move_on(s, job, now)
+            self.report.count("failed" if state is TouchState.FAILED else "retrying")
+        else:
+            outbox.mark_permanent_failure(s, job.touch_id, self.worker, result.detail, now, bounced=True)
+            self._bounced(s, job, result, now)
+        if campaign.consecutive_failures >= AUTO_PAUSE_AFTER_FAILURES and campaign.state is CampaignState.RUNNING:
+            campaign.state = CampaignState.PAUSED
+            reason = f"paused after {campaign.consecutive_failures} failed sends in a row: {result.detail}"
+            campaign.paused_reason = reason[:300]
+            self.report.count("campaigns auto-paused")
+
+    def _advance(self, s: Session, job: Job, now: datetime) -> None:
+        """After a 250: the next step is due from now, or the enrollment is finished — two guarded UPDATEs.
+
+        The same decision as CampaignManager.advance_after_touch, from the batch's data instead of ORM loads:
+        only a still-active enrollment with nothing scheduled yet (and the step it had) moves on.
+        """
+        info = self.campaigns.cached(job.campaign_id)
+        steps = info.definition.steps
+        params: dict[str, object] = {"for_enrollment": job.enrollment_id, "step": job.next_step, "now": now}
+        if job.next_step < len(steps):
+            rules = self.campaigns.rules(info, job)
+            params["due"] = step_due(info.definition, job.next_step, rules, job.campaign_id, job.prospect_id, now)
+            s.connection().execute(_NEXT_STEP_DUE, params)
+        else:
+            s.connection().execute(_FINISH, params)
 
     def _move_on(self, s: Session, job: Job, now: datetime) -> None:
-        """The touch is terminal (sent, or failed for good): schedule the next step, or finish the enrollment.
+        """The touch failed for good: schedule the next step, or finish the enrollment.
 
         A failed touch moves the sequence on as one that fails to render at planning does; without this its
         enrollment would stay active with nothing due, and the campaign would never finish.
@@ -240,78 +315,171 @@ class Deliverer:
         suppress(s, [job.to_address], reason=SuppressionReason.BOUNCED, source=f"SMTP {result.code} at send")
         payload = {"email": job.to_address, "status": result.code, "permanent": True, "source": "smtp"}
         emit_event(s, "bounced", payload, now=now, dedupe_key=f"smtp-bounce:{job.touch_id}")
-        self.report.outcomes["bounced"] += 1
+        self.report.count("bounced")
 
-    def _mailbox_down(self, box_id: int, ids: list[int], error: OutreachError) -> None:
-        worker, now = self.ctx.worker.worker_id, self.ctx.clock()
-        with transaction(self.engine) as s:
-            outbox.release(s, ids, worker, now)
-            box = s.get(Mailbox, box_id)
-            assert box is not None
-            box.consecutive_failures += 1
-            box.last_error = str(error)[:2000]
-            if box.consecutive_failures >= MAILBOX_PAUSE_AFTER and box.state is MailboxState.ACTIVE:
-                box.state = MailboxState.PAUSED
-                box.paused_reason = f"paused after {box.consecutive_failures} failed connections: {error}"[:300]
-        self.report.mailbox_errors.append(f"mailbox {box.name}: {error}")
+    def _mailbox_down(self, s: Session, box: Mailbox, ids: list[int], error: OutreachError, now: datetime) -> None:
+        outbox.release(s, ids, self.worker, now)
+        fresh = s.get(Mailbox, box.id)
+        assert fresh is not None
+        fresh.consecutive_failures += 1
+        fresh.last_error = str(error)[:2000]
+        if fresh.consecutive_failures >= MAILBOX_PAUSE_AFTER and fresh.state is MailboxState.ACTIVE:
+            fresh.state = MailboxState.PAUSED
+            fresh.paused_reason = f"paused after {fresh.consecutive_failures} failed connections: {error}"[:300]
+        with self.report.lock:
+            self.report.mailbox_errors.append(f"mailbox {box.name}: {error}")
         log.warning("mailbox %s unavailable: %s", box.name, error)
 
-    def deliver(self, box_id: int, jobs: list[Job]) -> None:
-        with transaction(self.engine, readonly=True) as s:
-            box = s.get(Mailbox, box_id)
-            assert box is not None
-            s.expunge(box)
+    # --- the loop ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def _txn(self) -> Iterator[Session]:
+        """One short transaction on the batch's own connection (as db.engine.transaction, without a pool
+        checkout and its pre-ping round trip for each of the two commits a message needs)."""
+        session = self._session
         try:
-            settings = smtp_settings(box)
-            conn = SmtpConnection(settings)
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.expunge_all()  # nothing read in one transaction is trusted in the next
+
+    def deliver(self, box: Mailbox, jobs: list[Job]) -> None:
+        """Each touch: decide and build, then one transaction records the previous 250 and starts this one."""
+        try:
+            self.sign: Callable[[EmailMessage], EmailMessage | bytes] = dkim.signer_for(
+                self.engine, box.from_address, self.keys
+            )  # identity when the domain has no key
+            conn = SmtpConnection(smtp_settings(box))
             conn.open()
         except MailboxUnavailable as exc:
-            self._mailbox_down(box_id, [j.touch_id for j in jobs], exc)
+            with transaction(self.engine) as s:
+                self._mailbox_down(s, box, [j.touch_id for j in jobs], exc, self.ctx.clock())
             return
+        pending: Outcome | None = None
+        db = self.engine.connect()
+        self._session = Session(bind=db, expire_on_commit=False)
         try:
             if box.consecutive_failures:
-                with transaction(self.engine) as s:
-                    fresh = s.get(Mailbox, box_id)
-                    if fresh is not None:
-                        fresh.consecutive_failures, fresh.last_error = 0, None
+                with self._txn() as s:
+                    s.execute(
+                        update(Mailbox).where(Mailbox.id == box.id).values(consecutive_failures=0, last_error=None)
+                    )
             for index, job in enumerate(jobs):
-                spec = self._prepare(job, box)
-                if spec is None:
-                    continue
+                now = self.ctx.clock()
+                if stopping.is_set():  # the worker is stopping: what is not handed over goes back to the queue
+                    with self._txn() as s:
+                        if pending is not None:
+                            self._record(s, pending, now)
+                            pending = None
+                        outbox.release(s, [j.touch_id for j in jobs[index:]], self.worker, now)
+                    return
+                prepared = self._prepare(job, box, now)
+                with self._txn() as s:
+                    if pending is not None:
+                        self._record(s, pending, now)
+                        pending = None
+                    if isinstance(prepared, Hold):
+                        self._apply_hold(s, job, prepared, now)
+                        continue
+                    if not self._start(s, prepared, now):
+                        continue
                 try:
-                    result = conn.send(build_message(spec), box.from_address, job.to_address)
+                    result = conn.send(prepared.message, box.from_address, job.to_address)
                 except MailboxUnavailable as exc:
                     # Reconnecting after a drop failed before this message's first byte: it was not handed
                     # over (a retry, not in doubt), and the rest of the batch goes back to the queue.
-                    self._record(job, SendResult(Verdict.TEMPORARY, None, str(exc)))
-                    self._mailbox_down(box_id, [j.touch_id for j in jobs[index + 1 :]], exc)
+                    with self._txn() as s:
+                        now = self.ctx.clock()
+                        self._record(s, Outcome(job, SendResult(Verdict.TEMPORARY, None, str(exc))), now)
+                        self._mailbox_down(s, box, [j.touch_id for j in jobs[index + 1 :]], exc, now)
                     return
-                self._record(job, result)
+                pending = Outcome(job, result)
         finally:
+            if pending is not None:  # the last 250 of the batch (or one before an error) is recorded now
+                with self._txn() as s:
+                    self._record(s, pending, self.ctx.clock())
             conn.close()
+            self._session.close()
+            db.close()
 
 
-def send_tick(engine: Engine, ctx: JobContext) -> TickReport:
-    """One pass of the sending pipeline: recovery, planning, claims, delivery per mailbox."""
-    report = TickReport()
+def _chunks(jobs: list[Job], parts: int) -> list[list[Job]]:
+    """Split one mailbox's jobs over `parts` connections, keeping claim order within each."""
+    size = -(-len(jobs) // max(parts, 1))
+    return [jobs[i : i + size] for i in range(0, len(jobs), size)]
+
+
+def _deliver_batch(
+    engine: Engine, ctx: JobContext, report: TickReport, campaigns: CampaignCache, ids: list[int]
+) -> None:
     key = ctx.settings.secret_key()
-    with transaction(engine) as s:
-        report.recovered = outbox.recover_expired_leases(s, ctx.now)
-    with transaction(engine) as s:
-        plan = CampaignManager(s, secret_key=key).schedule_communications(ctx.now)
-        report.planned.update(vars(plan))
-    with transaction(engine) as s:
-        ids = outbox.claim_due(s, worker_id=ctx.worker.worker_id, now=ctx.now, limit=BATCH)
-    if not ids:
-        return report
     with transaction(engine, readonly=True) as s:
-        jobs = _load_jobs(s, ids)
+        jobs = load_jobs(s, ids)
+        suppressed = suppressed_among(s, [j.to_address for j in jobs], key)
+        boxes = {b.id: b for b in s.scalars(select(Mailbox).where(Mailbox.id.in_({j.mailbox_id for j in jobs})))}
+        for job in jobs:
+            campaigns.get(s, job.campaign_id)
+        for box in boxes.values():
+            s.expunge(box)
     by_mailbox: dict[int, list[Job]] = defaultdict(list)
     for job in jobs:
         by_mailbox[job.mailbox_id].append(job)
-    deliverer = Deliverer(engine, ctx, report)
+    concurrency = max(1, ctx.concurrency)
+    work = []
     for box_id, box_jobs in by_mailbox.items():
-        deliverer.deliver(box_id, box_jobs)
+        parts = max(1, concurrency // len(by_mailbox)) if concurrency > len(by_mailbox) else 1
+        work += [(boxes[box_id], chunk) for chunk in _chunks(box_jobs, parts)]
+
+    def run(item: tuple[Mailbox, list[Job]]) -> None:
+        Deliverer(engine, ctx, report, campaigns, suppressed).deliver(*item)
+
+    if concurrency == 1 or len(work) == 1:
+        for item in work:
+            run(item)
+        return
+    errors: list[BaseException] = []
+
+    def guarded(item: tuple[Mailbox, list[Job]]) -> None:
+        try:
+            run(item)
+        except BaseException as exc:  # re-raised in the tick's thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(item,), name=f"send-{n}") for n, item in enumerate(work)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def send_tick(engine: Engine, ctx: JobContext) -> TickReport:
+    """One pass of the sending pipeline: recovery, then plan, claim and deliver while full batches are due.
+
+    A full batch means more may be due (a backlog after downtime, a big launch): the tick goes on, at the
+    pace the mailboxes' limits allow (each claim spends only what the rolling windows leave), for up to
+    TICK_BUDGET_S, so one worker is not capped at one batch per tick interval.
+    """
+    report = TickReport()
+    key = ctx.settings.secret_key()
+    started = time.monotonic()
+    with transaction(engine) as s:
+        report.recovered = outbox.recover_expired_leases(s, ctx.now)
+    while not stopping.is_set():
+        now = ctx.clock()
+        with transaction(engine) as s:
+            plan = CampaignManager(s, secret_key=key).schedule_communications(now)
+            report.planned.update(vars(plan))
+        with transaction(engine) as s:
+            ids = outbox.claim_due(s, worker_id=ctx.worker.worker_id, now=now, limit=BATCH)
+        if ids:
+            _deliver_batch(engine, ctx, report, CampaignCache(), ids)  # definitions parsed once per batch
+        if len(ids) < BATCH or time.monotonic() - started > TICK_BUDGET_S or ctx.clock() == now or stopping.is_set():
+            return report
     return report
 
 

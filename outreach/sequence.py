@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from functools import cache
+from functools import cache, lru_cache
 from typing import Annotated, Any, Self, get_args, get_origin
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -45,16 +45,20 @@ from outreach.errors import OutreachError
 from outreach.schedule import (
     DAY_NAMES,
     Delay,
+    HolidaySetting,
     ScheduleError,
+    SendRules,
     Window,
     day_names,
     day_numbers,
     format_delay,
     format_window,
+    holidays_for,
     parse_day,
     parse_delay,
     parse_window,
     resolve_zone,
+    supported_holiday_countries,
 )
 from outreach.templating import TemplateProblem, compile_template, fields_without_default
 
@@ -92,6 +96,15 @@ _STOP_REASONS = {
     StopTrigger.UNSUBSCRIBE: StopReason.UNSUBSCRIBED,
     StopTrigger.DOMAIN_REPLY: StopReason.DOMAIN_REPLIED,
 }
+
+
+class InDoubtPolicy(StrEnum):
+    """What happens to an in-doubt touch whose Message-ID is not in the mailbox's Sent folder (outreach.in_doubt)."""
+
+    HOLD = "hold"  # the operator decides (the default: many servers keep no Sent copy of SMTP mail)
+    RESEND = "resend"  # send it again, with the same Message-ID, once the lease and a grace period are over
+
+
 DEFAULT_STOP_ON = (StopTrigger.REPLY, StopTrigger.BOUNCE, StopTrigger.UNSUBSCRIBE)
 # Opt-outs and hard bounces always end a sequence: the law and the sender's reputation require it.
 REQUIRED_STOPS = (StopTrigger.BOUNCE, StopTrigger.UNSUBSCRIBE)
@@ -170,6 +183,24 @@ def _days_in(value: Any) -> tuple[str, ...]:
     return day_names(numbers)
 
 
+def _holidays_in(value: Any) -> HolidaySetting:
+    """true (the prospect's country), false (none), or country codes ("US" or [US, DE])."""
+    if isinstance(value, bool):
+        return value
+    codes = [value] if isinstance(value, str) else value
+    if not isinstance(codes, list | tuple) or not all(isinstance(code, str) for code in codes):
+        raise _custom_error("use true (each prospect's country), false (none) or country codes, e.g. [US, DE]")
+    known = supported_holiday_countries()
+    result = []
+    for code in codes:
+        clean = code.strip().upper()
+        if clean not in known:
+            hint = _did_you_mean(clean, sorted(known))
+            raise _custom_error(f'"{code}" is not a country with known public holidays{hint}; use codes like US, DE')
+        result.append(clean)
+    return tuple(dict.fromkeys(result))
+
+
 def _filter_values(value: Any) -> tuple[str, ...]:
     """A filter value: one scalar or a list of them, kept as strings (the query layer compares text)."""
     items = value if isinstance(value, list | tuple) else [value]
@@ -196,6 +227,18 @@ WindowField = Annotated[Window, PlainValidator(_window_in), PlainSerializer(form
 DaysField = Annotated[tuple[str, ...], BeforeValidator(_days_in)]
 FilterValues = Annotated[tuple[str, ...], BeforeValidator(_filter_values)]
 FieldName = Annotated[str, AfterValidator(_field_name)]
+HolidaysField = Annotated[HolidaySetting, PlainValidator(_holidays_in)]
+
+
+def _lateness_in(value: Any) -> Delay:
+    """`max_lateness`: minutes, hours or days (calendar time the worker may be behind), more than zero."""
+    delay = _delay_in(value)
+    if delay.unit is DelayUnit.BUSINESS_DAYS or delay.amount == 0:
+        raise _custom_error(f'"{value}" is not a maximum lateness; use minutes, hours or days, e.g. "2 days"')
+    return delay
+
+
+LatenessField = Annotated[Delay, PlainValidator(_lateness_in), PlainSerializer(format_delay, return_type=str)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 VariantName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 
@@ -227,6 +270,10 @@ class Schedule(_Model):
     fallback_timezone: str = "UTC"  # for prospects without a known zone when timezone is "prospect"
     window: WindowField = Window(9 * 60, 17 * 60)
     days: DaysField = DAY_NAMES[:5]
+    holidays: HolidaysField = True  # public holidays are skipped: true = each prospect's country
+    optimize_send_time: bool = False  # send at the learned best hours inside the window (outreach.send_time)
+    # A touch this late (the worker was down) waits for the operator; None: the global default (outreach.lateness)
+    max_lateness: LatenessField | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -249,10 +296,60 @@ class Schedule(_Model):
             return ZoneInfo(self.timezone)
         return resolve_zone(prospect_timezone, fallback)
 
+    def rules_for(self, prospect_timezone: str | None, prospect_country: str | None) -> SendRules:
+        """One prospect's send rules: window and days in their zone, minus their holidays."""
+        return _rules(self, prospect_timezone, prospect_country)
+
+
+@lru_cache(maxsize=4096)
+def _rules(schedule: Schedule, prospect_timezone: str | None, prospect_country: str | None) -> SendRules:
+    """Memoized: launch and the simulation ask once per prospect, and prospects share a few zones and countries."""
+    zone, holidays = schedule.zone_for(prospect_timezone), holidays_for(schedule.holidays, prospect_country)
+    return SendRules(schedule.window, schedule.day_set, zone, holidays)
+
 
 class Tracking(_Model):
     opens: bool = False
     clicks: bool = True
+
+
+class ExperimentMetric(StrEnum):
+    """What an A/B test compares: the share of sent touches with a reply, a positive reply, a click, an open."""
+
+    REPLY_RATE = "reply_rate"
+    POSITIVE_RATE = "positive_rate"
+    CLICK_RATE = "click_rate"
+    OPEN_RATE = "open_rate"  # allowed, shown with a warning: opens are unreliable
+
+
+class ExperimentDesign(StrEnum):
+    FIXED = "fixed"  # read the test once, at the planned sample
+    SEQUENTIAL = "sequential"  # read it at `looks` planned looks with alpha-spending boundaries
+
+
+class Allocation(StrEnum):
+    BALANCED = "balanced"  # by weight, evenly
+    THOMPSON = "thompson"  # Thompson sampling from each variant's Beta posterior
+
+
+class Experiment(_Model):
+    """How the campaign's A/B tests are planned and judged (outreach.stats explains the methods)."""
+
+    metric: ExperimentMetric = ExperimentMetric.REPLY_RATE
+    mde: float = Field(default=0.05, gt=0, lt=1)  # smallest difference worth detecting, absolute (0.05 = 5 points)
+    baseline: float = Field(default=0.05, gt=0, lt=1)  # the rate expected from the control, for planning only
+    alpha: float = Field(default=0.05, gt=0, le=0.2)
+    power: float = Field(default=0.8, ge=0.5, lt=1)
+    design: ExperimentDesign = ExperimentDesign.FIXED
+    looks: int = Field(default=3, ge=1, le=10)
+    auto_promote: bool = False
+    allocation: Allocation = Allocation.BALANCED
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Self:
+        if self.baseline + self.mde >= 1:
+            raise ValueError("baseline + mde must stay below 1 (both are rates, e.g. baseline: 0.05, mde: 0.03)")
+        return self
 
 
 class Variant(_Model):
@@ -281,6 +378,7 @@ class Step(_Model):
     thread: bool = False
     quote_previous: bool = False  # quote the previous email below this one, as mail clients do
     fallbacks: dict[FieldName, str] = {}  # this step's text for fields a prospect lacks (e.g. no matching demo)
+    attach_demo: bool = False  # attach the matched demo's PDF file (outreach.demo_files), when it has one
     variants: tuple[Variant, ...] = ()
 
     @model_validator(mode="before")
@@ -311,8 +409,10 @@ class Definition(_Model):
     schedule: Schedule = Schedule()
     stop_on: tuple[StopTrigger, ...] = DEFAULT_STOP_ON
     tracking: Tracking = Tracking()
+    experiment: Experiment = Experiment()
     postal_address: str | None = None  # the sender's postal address for the compliance footer
     fallbacks: dict[FieldName, str] = {}  # values for fields a prospect lacks, used by every template
+    in_doubt: InDoubtPolicy = InDoubtPolicy.HOLD  # a touch not found in the Sent folder: wait, or resend
     steps: tuple[Step, ...] = Field(min_length=1)
 
     @field_validator("mailboxes")
@@ -370,7 +470,7 @@ def _rule_issues(raw: Any) -> list[_Issue]:
     tracking = raw.get("tracking") if isinstance(raw.get("tracking"), Mapping) else {}
     opens = _loose_bool(tracking.get("opens"), False)
     clicks = _loose_bool(tracking.get("clicks"), True)
-    issues: list[_Issue] = []
+    issues: list[_Issue] = _experiment_issues(raw.get("experiment"), opens, clicks)
     earlier_email = False
     for index, step in enumerate(raw["steps"]):
         if not isinstance(step, Mapping):
@@ -387,8 +487,20 @@ def _rule_issues(raw: Any) -> list[_Issue]:
     return issues
 
 
+def _experiment_issues(experiment: Any, opens: bool, clicks: bool) -> list[_Issue]:
+    """An A/B metric needs the tracking that counts it."""
+    metric = experiment.get("metric") if isinstance(experiment, Mapping) else None
+    needs = {ExperimentMetric.OPEN_RATE: ("opens", opens), ExperimentMetric.CLICK_RATE: ("clicks", clicks)}
+    if metric in needs and not needs[metric][1]:
+        kind = needs[metric][0]
+        return [_Issue(("experiment", "metric"), f"metric: {metric} needs tracking.{kind}: true")]
+    return []
+
+
 def _step_issues(loc: Loc, step: Mapping[str, Any], ctx: _StepContext) -> list[_Issue]:
     issues = _when_issues(loc, step.get("when"), ctx) + _quote_issues(loc, step.get("quote_previous"), ctx)
+    if _loose_bool(step.get("attach_demo"), False) and ctx.type != StepType.EMAIL:
+        issues.append(_Issue((*loc, "attach_demo"), "only email steps carry attachments; remove attach_demo"))
     variants = step.get("variants")
     if isinstance(variants, list) and not any(key in step for key in SHORTHAND_KEYS):
         issues += _duplicate_names(loc, variants)
@@ -595,7 +707,10 @@ def _duplicate_keys(node: Node, loc: Loc = ()) -> Iterator[Problem]:
 
 def _load(text: str) -> tuple[Node | None, Any]:
     """Compose (keeping line marks) and construct in one pass; invalid YAML becomes a DefinitionError."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # the reader already rejects control characters here
+    except yaml.YAMLError as exc:
+        raise DefinitionError([Problem("(YAML)", None, f"invalid YAML: {exc}")]) from None
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -742,6 +857,8 @@ def _step_data(step: Step) -> dict[str, Any]:
         data["quote_previous"] = True
     if step.fallbacks:
         data["fallbacks"] = dict(step.fallbacks)
+    if step.attach_demo:
+        data["attach_demo"] = True
     only = step.variants[0] if len(step.variants) == 1 else None
     if only is not None and only.name == DEFAULT_VARIANT and only.weight == 1.0:
         data.update(_variant_data(only, named=False))
@@ -803,10 +920,21 @@ def to_yaml(definition: Definition) -> str:
     }
     if definition.schedule.fallback_timezone != "UTC":
         data["schedule"]["fallback_timezone"] = definition.schedule.fallback_timezone
+    if definition.schedule.optimize_send_time:
+        data["schedule"]["optimize_send_time"] = True
+    if definition.schedule.max_lateness is not None:
+        data["schedule"]["max_lateness"] = format_delay(definition.schedule.max_lateness)
+    if definition.schedule.holidays is not True:
+        holidays = definition.schedule.holidays
+        data["schedule"]["holidays"] = holidays if isinstance(holidays, bool) else list(holidays)
+    if definition.experiment != Experiment():
+        data["experiment"] = definition.experiment.model_dump(mode="json", exclude_defaults=True)
     if definition.postal_address is not None:
         data["postal_address"] = definition.postal_address
     if definition.fallbacks:
         data["fallbacks"] = dict(definition.fallbacks)
+    if definition.in_doubt is not InDoubtPolicy.HOLD:
+        data["in_doubt"] = definition.in_doubt.value
     data["steps"] = [_step_data(step) for step in definition.steps]
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=4096)
 

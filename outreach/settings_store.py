@@ -7,6 +7,9 @@ The sender's postal address is the one there is today: every marketing message's
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from db.models import AppSetting
@@ -43,3 +46,22 @@ def set_postal_address(session: Session, text: str | None) -> str | None:
         setting.value = {"value": value}
     session.flush()
     return value
+
+
+def get_setting(bind: Session | Connection, key: str) -> dict[str, Any] | None:
+    """A JSON setting by key (None when unset); takes a Session or a bare Connection (the tracking writer)."""
+    value = bind.scalar(select(AppSetting.value).where(AppSetting.key == key))
+    return value if isinstance(value, dict) else None
+
+
+def put_setting(session: Session, key: str, value: dict[str, Any] | None) -> None:
+    """Store (or, with None, remove) a JSON setting; the caller's transaction commits it."""
+    setting = session.get(AppSetting, key)
+    if value is None:
+        if setting is not None:
+            session.delete(setting)
+    elif setting is None:
+        session.add(AppSetting(key=key, value=value))
+    else:
+        setting.value = value
+    session.flush()

@@ -124,13 +124,16 @@ class SmtpConnection:
             client.smtp.close()
         client.is_closed = True
 
-    def send(self, message: EmailMessage, from_address: str, to_address: str) -> SendResult:
-        """One SMTP transaction. `sent` only on the server's 2xx after DATA."""
+    def send(self, message: EmailMessage | bytes, from_address: str, to_address: str) -> SendResult:
+        """One SMTP transaction. `sent` only on the server's 2xx after DATA. Bytes (DKIM-signed) go as they are."""
         if self._client is None:
             self.open()
         assert self._client is not None
         try:
-            refused = self._client.smtp.send_message(message, from_addr=from_address, to_addrs=[to_address])
+            if isinstance(message, bytes):
+                refused = self._client.smtp.sendmail(from_address, [to_address], message)
+            else:
+                refused = self._client.smtp.send_message(message, from_addr=from_address, to_addrs=[to_address])
         except (smtplib.SMTPException, OSError) as exc:
             result = result_of(exc)
             if isinstance(exc, smtplib.SMTPServerDisconnected | OSError) or result.code in (421,):

@@ -301,11 +301,29 @@ def delete_webhook(session: Session, webhook_id: int) -> None:
     session.flush()
 
 
-def list_deliveries(session: Session, *, webhook_id: int | None = None, limit: int = 50) -> list[DeliveryInfo]:
-    """The delivery log, newest first: what was sent, how often, and what the receiver answered."""
+def list_deliveries(
+    session: Session,
+    *,
+    webhook_id: int | None = None,
+    limit: int = 50,
+    state: WebhookDeliveryState | str | None = None,
+    event: str | None = None,
+) -> list[DeliveryInfo]:
+    """The delivery log, newest first: what was sent, how often, and what the receiver answered.
+
+    Filters (the Settings page's): one webhook, one state (pending, delivered, failed), one event kind.
+    """
     query = select(WebhookDelivery).order_by(WebhookDelivery.id.desc()).limit(max(1, min(limit, 500)))
     if webhook_id is not None:
         query = query.where(WebhookDelivery.webhook_id == webhook_id)
+    if state is not None:
+        try:
+            query = query.where(WebhookDelivery.state == WebhookDeliveryState(state))
+        except ValueError:
+            known = ", ".join(s.value for s in WebhookDeliveryState)
+            raise WebhookError(f"delivery state '{state}' is not one of {known}") from None
+    if event is not None:
+        query = query.where(WebhookDelivery.event == event)
     return [_delivery_info(d) for d in session.scalars(query)]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,8 +22,13 @@ from sqlalchemy.orm import Session
 from db.engine import transaction
 from db.models import WorkerHeartbeat
 from outreach.config import Settings, load_settings
+from outreach.errors import OutreachError
 
 log = logging.getLogger("outreach.worker")
+
+# Set when the process is asked to stop (SIGTERM, Ctrl-C): a send tick finishes the message in hand,
+# gives its other claims back to the queue and claims nothing more, so a stop takes seconds, not a lease.
+stopping = threading.Event()
 
 STALE_WORKER_AFTER_S = 3600
 
@@ -45,6 +51,7 @@ class JobContext:
     worker: WorkerIdentity
     settings: Settings
     clock: Callable[[], datetime]  # for work that takes a while (sending): the time at each step
+    concurrency: int = 1  # SMTP connections a send tick may use in parallel (`outreach worker --concurrency`)
 
 
 JobBody = Callable[[Session, JobContext], str | None]
@@ -115,10 +122,32 @@ def _resume(session: Session, ctx: JobContext) -> str | None:
     return resume_paused(session, ctx)
 
 
+def _mailbox_health(engine: Engine, ctx: JobContext) -> str | None:
+    from outreach.mailbox_health import check_mailboxes
+
+    return check_mailboxes(engine, ctx.now)
+
+
+def _nightly_models(engine: Engine, ctx: JobContext) -> str | None:
+    """Refit the send-time model and re-score every lead, once the stored fit is older than ~a day."""
+    from outreach.lead_scores import nightly_refresh
+    from outreach.send_time import refit
+
+    with transaction(engine) as session:
+        fitted = refit(session, ctx.now)
+    return None if fitted is None else f"send times: {fitted}; leads: {nightly_refresh(engine, ctx.now)}"
+
+
 def _webhooks(engine: Engine, ctx: JobContext) -> str | None:
     from outreach.webhooks import deliver_webhooks
 
     return deliver_webhooks(engine, ctx)
+
+
+def _in_doubt(engine: Engine, ctx: JobContext) -> str | None:
+    from outreach.in_doubt import resolve_from_sent_folders
+
+    return resolve_from_sent_folders(engine, ctx)
 
 
 # The one place jobs are registered.
@@ -128,7 +157,10 @@ JOBS: tuple[Job, ...] = (
     Job("inbox", 60, _inbox, "reads replies, bounces and auto-replies from mailboxes over IMAP", own_transactions=True),
     Job("resume", 300, _resume, "resumes enrollments paused until a date (out of office)"),
     Job("finish", 60, _tasks_and_finish, "marks campaigns with nothing left to do as finished"),
+    Job("mailbox_health", 120, _mailbox_health, "pauses unhealthy mailboxes, moves their share", own_transactions=True),
+    Job("models", 3600, _nightly_models, "nightly: refits send times, re-scores leads", own_transactions=True),
     Job("webhooks", 15, _webhooks, "announces due tasks and delivers signed webhook events", own_transactions=True),
+    Job("in_doubt", 120, _in_doubt, "looks for in-doubt touches in the Sent folder over IMAP", own_transactions=True),
 )
 
 
@@ -144,19 +176,28 @@ def _fixed(now: datetime) -> Callable[[], datetime]:
 
 
 def run_once(
-    engine: Engine, now: datetime, worker: WorkerIdentity | None = None, settings: Settings | None = None
+    engine: Engine,
+    now: datetime,
+    worker: WorkerIdentity | None = None,
+    settings: Settings | None = None,
+    concurrency: int = 1,
 ) -> list[tuple[str, str | None]]:
     """Run every job once, in registration order, as if the clock read `now` (and stood still)."""
-    ctx = JobContext(now, worker or WorkerIdentity.current(), settings or load_settings(), _fixed(now))
+    ctx = JobContext(now, worker or WorkerIdentity.current(), settings or load_settings(), _fixed(now), concurrency)
     return [(job.id, run_job(engine, job, ctx)) for job in JOBS]
 
 
 def _scheduled(
-    engine: Engine, job: Job, worker: WorkerIdentity, settings: Settings, clock: Callable[[], datetime]
+    engine: Engine,
+    job: Job,
+    worker: WorkerIdentity,
+    settings: Settings,
+    clock: Callable[[], datetime],
+    concurrency: int = 1,
 ) -> Callable[[], None]:
     def tick() -> None:
         try:
-            summary = run_job(engine, job, JobContext(clock(), worker, settings, clock))
+            summary = run_job(engine, job, JobContext(clock(), worker, settings, clock, concurrency))
         except Exception:
             log.exception("%s failed; it runs again at its next interval", job.id)
             return
@@ -167,15 +208,21 @@ def _scheduled(
 
 
 def build_scheduler(
-    engine: Engine, clock: Callable[[], datetime] | None = None, settings: Settings | None = None
+    engine: Engine,
+    clock: Callable[[], datetime] | None = None,
+    settings: Settings | None = None,
+    concurrency: int = 1,
 ) -> BlockingScheduler:
+    """One scheduler per process; `concurrency` is how many SMTP connections a send tick may use at once."""
+    if concurrency < 1:
+        raise OutreachError(f"--concurrency must be 1 or more, got {concurrency}")
     clock = clock or (lambda: datetime.now(UTC))
     settings = settings or load_settings()
     worker = WorkerIdentity.current()
     scheduler = BlockingScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
     for job in JOBS:
         scheduler.add_job(
-            _scheduled(engine, job, worker, settings, clock),
+            _scheduled(engine, job, worker, settings, clock, concurrency),
             "interval",
             seconds=job.every_seconds,
             id=job.id,

@@ -24,6 +24,7 @@ from outreach.errors import OutreachError
 from outreach.mailbox_actions import checked_in_advance
 from outreach.schedule import DAY_NAMES
 from outreach.sequence import Definition, DefinitionError, Problem, StopTrigger, parse_definition, to_yaml
+from outreach.simulate import Simulation, simulate
 
 engine = st.session_state.get("engine")
 if engine is None or st.session_state.get("user") is None:
@@ -40,6 +41,8 @@ TAB = "campaigns_tab"
 TABS = ("Campaigns", "Designer", "Import YAML")
 YAML_PROBLEMS = "yaml_problems"
 KIND_ICONS = {"success": ":material/check_circle:", "error": ":material/error:"}
+SIMULATION = "campaign_simulation"  # (campaign name, Simulation or the reason it could not run)
+SIMULATION_DAYS = 366  # far enough ahead to say when most campaigns finish
 
 
 def _now() -> datetime:
@@ -120,7 +123,7 @@ CAMPAIGN_FIELDS = (
     "name", "audience_list", "audience_filter", "mailboxes", "timezone", "fallback_timezone", "window_start",
     "window_end", "days", "stop_on", "track_opens", "track_clicks", "postal_address", "fallbacks",
 )  # fmt: skip
-STEP_FIELDS = ("type", "delay", "when", "thread")
+STEP_FIELDS = ("type", "delay", "when", "thread", "quote_previous", "attach_demo", "fallbacks")
 VARIANT_FIELDS = ("name", "subject", "body", "html")
 
 
@@ -247,8 +250,60 @@ def _check_results(check: LaunchCheck) -> None:
         st.plotly_chart(chart, width="stretch", key="first_days_chart")
     for problem in check.problems:
         st.error(problem)
+    if check.lint:
+        st.markdown("**Content warnings** (they do not block launch)")
+        for warning in check.lint:
+            st.warning(warning, icon=":material/warning:")
     if check.ok:
         st.success("Everything checks out: launch enrolls these prospects and starts sending on schedule.")
+
+
+def _simulate(name: str) -> None:
+    """The schedule preview: outreach.simulate replays the worker's own rules (a draft's trial launch is undone)."""
+    try:
+        with transaction(engine, readonly=True) as session:
+            result: Simulation | str = simulate(
+                session, find_campaign(session, name), _now(), secret_key=_secret_key(), days=SIMULATION_DAYS
+            )
+    except OutreachError as exc:
+        result = str(exc)
+    st.session_state[SIMULATION] = (name, result)
+
+
+def _simulation_view(sim: Simulation | str) -> None:
+    st.markdown("**Schedule preview** — when each touch would go out")
+    if isinstance(sim, str):
+        st.info(f"No schedule preview: {sim}")
+        return
+    cols = st.columns(3)
+    cols[0].metric("Finishes", sim.summary)
+    cols[1].metric("Touches placed", f"{sim.touches:,}", help=f"within the next {sim.days} days")
+    cols[2].metric("Still to go after that", f"{sim.unscheduled:,}")
+    if sim.held_late:
+        st.warning(
+            f"{sim.held_late:,} touches would wait in their mailbox's queue longer than the campaign's maximum "
+            "lateness and be held for you to confirm: add mailboxes, raise their limits, or raise "
+            "`schedule.max_lateness`."
+        )
+    if not sim.per_day:
+        return
+    stack = st.radio("Stack the days by", ["mailbox", "step"], horizontal=True, key="simulation_stack")
+    rows = []
+    for day in sim.per_day:
+        parts = day.by_mailbox | ({"tasks": day.tasks} if day.tasks else {}) if stack == "mailbox" else day.by_step
+        rows += [{"day": day.date.isoformat(), stack: str(key), "touches": n} for key, n in parts.items()]
+    chart = px.bar(rows, x="day", y="touches", color=stack, title=f"Touches per day ({sim.timezone})")
+    st.plotly_chart(chart, width="stretch", key="simulation_days_chart")
+    hours = px.bar(
+        x=[f"{h:02d}:00" for h in sim.per_local_hour], y=list(sim.per_local_hour.values()),
+        labels={"x": "hour of day in the prospect's own zone", "y": "touches"}, title="Hour of day",
+    )  # fmt: skip
+    st.plotly_chart(hours, width="stretch", key="simulation_hours_chart")
+    st.dataframe(
+        [{"mailbox": name, "touches": n} for name, n in sim.per_mailbox.items()], hide_index=True,
+        key="simulation_mailboxes",
+    )  # fmt: skip
+    st.caption("Assumes: " + "; ".join(sim.assumptions) + ".")
 
 
 def _launch(name: str, test_smtp: bool) -> None:
@@ -300,6 +355,11 @@ def _manage() -> None:
     if chosen.state is not CampaignState.ARCHIVED:
         cols[2].button("Archive…", key="campaign_archive", on_click=_ask_archive, args=(name,), width="stretch")
     cols[3].button("Open in designer", key="campaign_edit", on_click=_open_in_designer, args=(name,), width="stretch")
+    simulatable = chosen.state in (CampaignState.DRAFT, CampaignState.RUNNING, CampaignState.PAUSED)
+    cols[4].button(
+        "Simulate", key="campaign_simulate", on_click=_simulate, args=(name,), disabled=not simulatable,
+        width="stretch", help="When each touch would go out, by the worker's own rules and limits",
+    )  # fmt: skip
 
     if st.session_state.get(ARCHIVE_ASKED) == name:
         st.warning(
@@ -326,14 +386,23 @@ def _manage() -> None:
                 st.session_state[CHECK] = (name, manager.check_launch(campaign, _now(), smtp_check))
         except OutreachError as exc:
             st.error(f"{name} cannot be checked: {exc}")
+        else:
+            if st.session_state[CHECK][1].ok:
+                _simulate(name)  # the launch check says when the campaign would finish
     checked_name, check = st.session_state.get(CHECK, (None, None))
     if check is not None and checked_name == name and launchable:
         st.markdown("**Launch check**")
         _check_results(check)
+        simulated_name, simulation = st.session_state.get(SIMULATION, (None, None))
+        if isinstance(simulation, Simulation) and simulated_name == name:
+            st.info(f"Launched now, the campaign {simulation.summary} (schedule preview below).")
         if st.button("Launch", key="campaign_launch", type="primary", disabled=not check.ok):
             _launch(name, test_smtp)
         if not check.ok:
             st.caption("Launch stays blocked until the problems above are fixed and the check is run again.")
+    simulated_name, simulation = st.session_state.get(SIMULATION, (None, None))
+    if simulation is not None and simulated_name == name:
+        _simulation_view(simulation)
 
     with st.expander("Definition (YAML)"):
         try:
@@ -479,6 +548,20 @@ def _step_fields(form: dict[str, Any], index: int, step: dict[str, Any]) -> None
             step["thread"] = thread.checkbox(
                 "Reply in the same thread", key=_seed(_k("s", uid, "thread"), step["thread"])
             )  # fmt: skip
+            quote, attach = st.columns(2)
+            quote.checkbox(
+                "Quote the previous email below", disabled=index == 0,
+                key=_seed(_k("s", uid, "quote_previous"), step.get("quote_previous", False)),
+            )  # fmt: skip
+            attach.checkbox(
+                "Attach the matched demo's PDF", key=_seed(_k("s", uid, "attach_demo"), step.get("attach_demo", False)),
+                help="When the demo chosen for the prospect's company has a PDF file, it goes out as an attachment.",
+            )  # fmt: skip
+        st.text_area(
+            "This step's fallback values (optional)", key=_seed(_k("s", uid, "fallbacks"), step.get("fallbacks", "")),
+            placeholder="demo_title = our product tour", height=68,
+            help="Used in this step when a prospect has no value (e.g. no demo matches): one field = value per line.",
+        )  # fmt: skip
         for position, variant in enumerate(step["variants"]):
             _variant_fields(step, index, position, variant)
         st.button(

@@ -16,7 +16,7 @@ import streamlit as st
 
 from db.engine import transaction
 from db.enums import Intent, LeadStage, ResponseKind
-from outreach import workspace
+from outreach import late_touches, workspace
 from outreach.campaigns import CampaignManager
 from outreach.capture import list_captured, read_captured
 from outreach.config import load_settings
@@ -30,6 +30,7 @@ from outreach.conversations import (
 )
 from outreach.crm_export import CRM_FORMATS, crm_file
 from outreach.errors import OutreachError
+from outreach.in_doubt import recent_resolutions
 from outreach.inbox_actions import book_meeting, move_stage, unsubscribe_prospect
 from outreach.inbox_views import (
     LabelNote,
@@ -439,6 +440,15 @@ def _resolve(touch_id: int, was_sent: bool) -> None:
     st.session_state["doubt_flash"] = ("success", f"Touch {touch_id} {outcome}.")
 
 
+def _auto_resolved() -> None:
+    """What the worker resolved by itself from the mailboxes' Sent folders (outreach.in_doubt), and why."""
+    with transaction(engine, readonly=True) as session:
+        resolved = recent_resolutions(session, limit=PAGE_SIZE)
+    if resolved:
+        st.markdown("**Resolved automatically from the Sent folder**")
+        st.dataframe(resolved, hide_index=True, width="stretch")
+
+
 def _in_doubt() -> None:
     with transaction(engine, readonly=True) as session:
         count = workspace.count_in_doubt(session)
@@ -448,6 +458,7 @@ def _in_doubt() -> None:
             "No touches in doubt. When a crash interrupts a send after the message was handed to the mail server, "
             "the touch is listed here and never resent without your say."
         )
+        _auto_resolved()
         return
     st.warning(
         f"{count} touches may or may not have reached their prospect. Look for the Message-ID in the mailbox's "
@@ -466,6 +477,48 @@ def _in_doubt() -> None:
     sent_col, resend_col = st.columns(2)
     sent_col.button("Mark as sent", key="doubt_sent", on_click=_resolve, args=(touch_id, True))
     resend_col.button("Resend", key="doubt_resend", on_click=_resolve, args=(touch_id, False))
+    _auto_resolved()
+
+
+# --- late touches (held for confirmation) ----------------------------------------------------------
+
+
+def _decide_late(touch_id: int, send: bool) -> None:
+    """As `outreach touch confirm|cancel`: confirm sends it now, cancel stops that prospect's sequence."""
+    try:
+        with transaction(engine) as session:
+            (late_touches.confirm if send else late_touches.cancel)(session, touch_id, datetime.now(UTC))
+    except OutreachError as exc:
+        st.session_state["late_flash"] = ("error", str(exc))
+        return
+    outcome = "confirmed: it goes out now, at the mailbox's limits" if send else "cancelled; the sequence stopped"
+    st.session_state["late_flash"] = ("success", f"Touch {touch_id} {outcome}.")
+
+
+def _late() -> None:
+    st.subheader("Too late to send unasked")
+    with transaction(engine, readonly=True) as session:
+        count = late_touches.count_held(session)
+    _show_flash("late_flash")
+    if count == 0:
+        st.caption(
+            "None. A touch that became later than its campaign's maximum lateness (the worker was down, say) "
+            "waits here for your confirmation instead of going out days late."
+        )
+        return
+    st.warning(f"{count} touches are later than their campaign's maximum lateness: send them now, or cancel them.")
+    table = st.empty()
+    page = _pages(count, "late_page")
+    with transaction(engine, readonly=True) as session:
+        rows = late_touches.held_rows(session, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    table.dataframe(rows, hide_index=True, width="stretch")
+    by_id = {row["id"]: row for row in rows}
+    touch_id = st.selectbox(
+        "Late touch", list(by_id), key="late_pick", format_func=lambda i: f"{i} · {by_id[i]['prospect']}"
+    )
+    send_col, cancel_col = st.columns(2)
+    send_col.button("Send now", key="late_send", on_click=_decide_late, args=(touch_id, True))
+    cancel_col.button("Cancel (stop the sequence)", key="late_cancel", on_click=_decide_late, args=(touch_id, False))
 
 
 # --- captured mail -------------------------------------------------------------------------------
@@ -573,6 +626,7 @@ with tasks_tab:
     _tasks(datetime.now(UTC))
 with doubt_tab:
     _in_doubt()
+    _late()
 with captured_tab:
     _captured()
 with accuracy_tab:

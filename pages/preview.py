@@ -22,6 +22,7 @@ from db.enums import UserRole
 from outreach import workspace
 from outreach.campaigns import find_campaign
 from outreach.config import load_settings
+from outreach.demo_files import demo_file_size, max_attachment_bytes, remove_demo_file, save_demo_file
 from outreach.drafting import (
     ChatClient,
     ModelSettings,
@@ -122,6 +123,8 @@ def _show(result: Preview, email: str) -> None:
     if result.html is not None:
         st.text("HTML part (source, not rendered)")
         st.code(result.html, language="html", wrap_lines=True)
+    if result.attachments:
+        st.text("Attachments: " + ", ".join(result.attachments))
     _choices(result)
     st.text("Content lint")
     if result.lint:
@@ -499,8 +502,8 @@ def _demo_tab() -> None:
     st.caption(
         "The demo that best fits each company fills {{ demo_link }}, {{ demo_title }} and {{ demo_description }} "
         "(industries must match; tags count when the company profile mentions them). No match: the step's "
-        "fallbacks text. Demos are links — with click tracking on, the link is tracked like any other; the sender "
-        "does not carry attachments."
+        "fallbacks text. Demos are links — with click tracking on, the link is tracked like any other; a step with "
+        "`attach_demo: true` also attaches the matched demo's PDF, when it has one."
     )
     with transaction(engine, readonly=True) as session:
         rows = demo_rows(session)
@@ -535,11 +538,41 @@ def _demo_tab() -> None:
         else:
             _flash("success", f"Saved demo '{title.strip()}'.")
             st.rerun()
+    if current:
+        _demo_pdf(current)
     if current and st.button("Delete this demo", key="demo_delete"):
         with transaction(engine) as session:
             delete_demo(session, current["id"])
         st.session_state.pop("demo_pick", None)
         _flash("success", f"Deleted demo '{current['title']}'.")
+        st.rerun()
+
+
+def _demo_pdf(current: dict[str, Any]) -> None:
+    """Store or remove the PDF a step with `attach_demo: true` attaches (outreach.demo_files)."""
+    data_dir = load_settings().data_dir
+    with transaction(engine, readonly=True) as session:
+        size = demo_file_size(session, current["id"])
+    limit = max_attachment_bytes() / (1024 * 1024)
+    st.caption(
+        (f"PDF attached: {size / 1024:,.0f} KB." if size else "No PDF: steps that attach the demo send its link only.")
+        + f" Attachments may be at most {limit:.1f} MB."
+    )
+    upload = st.file_uploader("PDF to attach", type=["pdf"], key=f"demo_pdf:{current['id']}")
+    store_col, remove_col = st.columns(2)
+    if store_col.button("Store PDF", key="demo_pdf_store", disabled=upload is None) and upload is not None:
+        try:
+            with transaction(engine) as session:
+                save_demo_file(session, current["id"], upload.getvalue(), data_dir)
+        except OutreachError as exc:
+            st.error(f"Not stored: {exc}")
+        else:
+            _flash("success", f"Stored the PDF for '{current['title']}'.")
+            st.rerun()
+    if size and remove_col.button("Remove PDF", key="demo_pdf_remove"):
+        with transaction(engine) as session:
+            remove_demo_file(session, current["id"], data_dir)
+        _flash("success", f"Removed the PDF of '{current['title']}'.")
         st.rerun()
 
 

@@ -35,5 +35,15 @@ ensure_dovecot() {
   fi
 }
 
+# Chromium: the browser tests (tests/e2e) drive Debian's Chromium through Playwright; Playwright's own
+# browser download is never used (`playwright install` is not run).
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ]; then return; fi
+  echo "test-services: installing Chromium (Debian package) for the browser tests"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    chromium fonts-dejavu-core >/dev/null
+}
+
 ensure_postgres
 ensure_dovecot
+ensure_chromium

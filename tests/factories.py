@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from db.enums import StepType
+from db.enums import CampaignState, StepType
 from db.models import CommunicationLog, Enrollment, Mailbox, OutreachCampaign, Prospect, SequenceStep
 
 
@@ -29,7 +29,7 @@ def mailbox(session: Session, name: str = "sales-1", *, daily: int = 1000, per_m
 def queued_touches(session: Session, count: int, due_at: datetime, box: Mailbox | None = None) -> list[int]:
     """`count` prospects enrolled in one campaign, each with a queued first touch; returns touch ids."""
     tag = uuid.uuid4().hex[:8]
-    campaign = OutreachCampaign(name=f"campaign-{tag}")
+    campaign = OutreachCampaign(name=f"campaign-{tag}", state=CampaignState.RUNNING)
     step = SequenceStep(campaign=campaign, position=0, type=StepType.EMAIL)
     session.add_all([campaign, step])
     session.flush()

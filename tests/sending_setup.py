@@ -30,14 +30,14 @@ ONE_STEP = """
 """
 
 
-def campaign_yaml(name: str, mailboxes: Sequence[str], steps: str = ONE_STEP) -> str:
+def campaign_yaml(name: str, mailboxes: Sequence[str], steps: str = ONE_STEP, schedule: str = ALL_DAY) -> str:
     """A campaign that may send at any hour of any day, so tests do not depend on the wall clock."""
     return f"""
 name: {name}
 audience: {{list: {name}-list}}
 mailboxes: [{", ".join(mailboxes)}]
 postal_address: "Outreach Inc, 1 Main St, Springfield"
-{ALL_DAY}
+{schedule}
 steps:{steps}"""
 
 
@@ -62,6 +62,7 @@ def launch_campaign(
     boxes: Sequence[Box] = (Box("sales-1"),),
     steps: str = ONE_STEP,
     company: str = "Acme",
+    schedule: str = ALL_DAY,
 ) -> list[str]:
     """Mailboxes pointing at the sink, prospects in a list, the campaign applied and launched. Returns addresses."""
     emails = [address(i) for i in range(people)] if isinstance(people, int) else list(people)
@@ -82,7 +83,7 @@ def launch_campaign(
         ids = s.execute(insert(Prospect).returning(Prospect.id), rows).scalars().all()
         s.execute(insert(ProspectListMember), [{"list_id": lst.id, "prospect_id": pid} for pid in ids])
         manager = CampaignManager(s, secret_key=KEY)
-        manager.create_campaign(parse_definition(campaign_yaml(name, [b.name for b in boxes], steps)))
+        manager.create_campaign(parse_definition(campaign_yaml(name, [b.name for b in boxes], steps, schedule)))
         manager.launch(find_campaign(s, name), launch_at)
     return emails
 

@@ -24,6 +24,7 @@ class Received:
     rcpt_to: list[str]
     message: EmailMessage
     at: float
+    raw: bytes = b""  # the DATA exactly as received (after SMTP dot-unstuffing)
 
 
 @dataclass
@@ -40,9 +41,10 @@ class SinkHandler:
                 return "421 closing"
             if reply:
                 return reply
-        msg = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
+        raw = envelope.original_content or envelope.content
+        msg = message_from_bytes(raw, policy=policy.default)
         with self.lock:
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), msg, time.time()))
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), msg, time.time(), bytes(raw)))
         return "250 2.0.0 OK queued"
 
 

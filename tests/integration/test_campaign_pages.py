@@ -261,7 +261,7 @@ def test_a_yaml_import_with_errors_shows_paths_and_lines_and_saves_nothing(at: A
     shown = errors(at)
     assert shown[0] == "The campaign has 3 problems; nothing was saved."
     assert shown[1] == 'steps[0].colour (line 7): unknown key "colour"; allowed here: ' + (
-        "type, delay, when, thread, quote_previous, fallbacks, variants, subject, body, html"
+        "type, delay, when, thread, quote_previous, fallbacks, attach_demo, variants, subject, body, html"
     )
     assert shown[2].startswith('steps[1].delay (line 8): "3 weeks" is not a delay')
     assert shown[3] == "steps[1].subject (line 8): an email needs a subject (only threaded follow-ups reuse one)"
@@ -338,7 +338,7 @@ def test_launch_is_blocked_until_the_check_passes_then_enrolls_with_a_progress_b
     assert not errors(at)
     assert "Everything checks out" in texts(at)
     assert "Sending through: sales-1" in texts(at)
-    assert len(at.get("plotly_chart")) == 1  # the first days' schedule
+    assert len(at.get("plotly_chart")) == 3  # the first days' schedule; the preview's days and hours
     at = click(at, "campaign_launch")
 
     assert "Launched Launch me: 4 prospects enrolled; it is running." in texts(at)

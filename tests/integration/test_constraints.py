@@ -17,6 +17,7 @@ from db.models import (
     Prospect,
     ProspectList,
     ProspectListMember,
+    ResponseAnalysis,
     SequenceStep,
 )
 
@@ -92,6 +93,19 @@ def test_foreign_keys_are_enforced_and_cascade(engine) -> None:
         s.execute(text("DELETE FROM prospects"))
     with transaction(engine, readonly=True) as s:
         assert s.scalars(select(ProspectListMember)).all() == []
+
+
+def test_imap_uids_keep_their_full_unsigned_32_bit_range(engine) -> None:
+    largest = 2**32 - 1  # UIDVALIDITY and UIDs are unsigned 32-bit; a signed INTEGER stops at 2**31 - 1
+    with transaction(engine) as s:
+        s.add(
+            ResponseAnalysis(
+                message_id="<r@x>", kind="reply", imap_uidvalidity=largest, imap_uid=largest, folder="INBOX"
+            )
+        )
+    with transaction(engine, readonly=True) as s:
+        row = s.scalars(select(ResponseAnalysis)).one()
+        assert (row.imap_uidvalidity, row.imap_uid) == (largest, largest)
 
 
 def test_timestamps_come_back_aware_utc(engine) -> None:

@@ -75,7 +75,7 @@ EMPTY_STATES = {
     "campaigns": "No campaigns yet.",
     "preview": "No campaigns yet, so there is nothing to preview.",
     "inbox": "No inbound messages yet.",
-    "analytics": "No touches yet.",
+    "analytics": "No sends yet — launch a campaign",
     "experiments": "No experiments yet.",
     "leads": "No qualified leads yet.",
     "settings": "No worker has run yet: start it with `outreach up` or `outreach worker`.",
@@ -302,10 +302,10 @@ def test_pages_show_the_data_that_exists(make_app: Callable[[], AppTest], app_db
     assert list(captured["subject"]) == ["Quick idea for Big Bank"] and list(captured["to"]) == [KNOWN_EMAIL]
 
     at = open_page(at, "analytics")
-    touches, events = (d.value for d in at.dataframe)
-    assert dict(zip(touches["state"], touches["touches"], strict=True))["sent"] == 1
-    assert list(events["kind"]) == ["open"]
-    assert len(at.get("plotly_chart")) == 2
+    [funnel] = [d.value for d in at.dataframe if list(d.value.columns)[:1] == ["stage"]]
+    stages = dict(zip(funnel["stage"], funnel["people"], strict=True))
+    assert (stages["sent"], stages["replied"], stages["positive"], stages["human-opened"]) == (1, 1, 1, 0)
+    assert len(at.get("plotly_chart")) == 6
 
     at = open_page(at, "experiments")
     variants = at.dataframe[0].value
@@ -313,7 +313,7 @@ def test_pages_show_the_data_that_exists(make_app: Callable[[], AppTest], app_db
     assert list(variants["replied"]) == [1, 0]
 
     at = open_page(at, "leads")
-    leads = at.dataframe[1].value
+    [leads] = [d.value for d in at.dataframe if "email" in d.value.columns]
     assert list(leads["email"]) == [KNOWN_EMAIL] and list(leads["score"]) == [72.5]
 
     at = open_page(at, "settings")

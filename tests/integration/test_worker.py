@@ -64,3 +64,11 @@ def test_bad_now_is_a_one_line_error(tmp_path: Path) -> None:
     result = _cli(["worker", "--once", "--now", "yesterday"], tmp_path)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "--now" in result.stderr
+
+
+def test_concurrency_below_one_is_a_usage_error(tmp_path: Path) -> None:
+    _cli(["db", "upgrade"], tmp_path)
+    result = _cli(["worker", "--once", "--concurrency", "0"], tmp_path)
+    assert result.returncode == 2 and "--concurrency" in result.stderr
+    result = _cli(["worker", "--once", "--concurrency", "3", "--now", "2026-03-02T09:00:00+00:00"], tmp_path)
+    assert result.returncode == 0, result.stderr

@@ -223,6 +223,11 @@ def test_invalid_yaml_reports_its_line() -> None:
     assert "invalid YAML" in problem.message
 
 
+def test_a_control_character_is_invalid_yaml_not_a_crash() -> None:
+    problem = only_problem(MINIMAL.replace("    body: Hi there", "    body: Hi\x07there"))
+    assert problem.path == "(YAML)" and "invalid YAML" in problem.message
+
+
 def test_duplicate_keys_are_not_silently_dropped() -> None:
     problem = only_problem(MINIMAL + "name: Other\n")
     assert (problem.path, problem.line) == ("name", 7)

@@ -1,0 +1,124 @@
+"""Page load benchmark: every dashboard page in a real browser, on a big workspace and on an empty one.
+
+    .venv/bin/python bench/page_load_bench.py                      # 1,000,000 events, ~166,000 prospects
+    .venv/bin/python bench/page_load_bench.py --events 200000 --rounds 2
+
+The big workspace is analytics_bench's generated one (10 campaigns with A/B steps, ~400,000 sent
+emails, 1,000,000 engagement events, replies, stage changes) loaded into a fresh SQLite data dir. The
+baseline, measured in the same run, is the same pages on an empty workspace. Each workspace runs under
+`outreach up` exactly as a user starts it; headless Chromium (Debian's) logs in and visits every page
+from the sidebar, `--rounds` times. A page's load time is from the click on its name to the moment the
+page is drawn: its title shown, no script running, nothing stale or skeleton on screen (the same test
+the browser tests wait for). The first round includes each page's first run in the process (imports,
+cached resources); the table gives the first visit and the median of the later ones. Target: 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from analytics_bench import generate, load_sqlite  # noqa: E402
+from playwright.sync_api import Page, sync_playwright  # noqa: E402
+
+from db.engine import make_engine  # noqa: E402
+from db.migrate import upgrade  # noqa: E402
+from tests.e2e import ui  # noqa: E402
+from tests.integration.test_up import ADMIN_PASSWORD, running_up  # noqa: E402
+
+TARGET_S = 2.0
+
+
+def seed(workdir: Path, events: int) -> dict[str, int]:
+    """A migrated data dir under workdir/data, filled with the generated workspace (none when events=0)."""
+    data_dir = workdir / "data"
+    data_dir.mkdir(parents=True)
+    engine = make_engine(f"sqlite:///{data_dir / 'outreach.db'}")
+    upgrade(engine)
+    counts: dict[str, int] = {}
+    if events:
+        tables = generate(events)
+        load_sqlite(engine, tables)
+        counts = {name: len(rows) for name, rows in tables.rows.items()}
+    engine.dispose()
+    return counts
+
+
+def visit(page: Page, title: str) -> float:
+    """Seconds from the click on the page's name to the page drawn and idle."""
+    link = page.locator(ui.SIDEBAR).get_by_role("link", name=title, exact=True)
+    started = time.monotonic()
+    link.click()
+    ui.heading(page, title).wait_for(timeout=120_000)
+    idle = ui.settle(page, timeout_ms=120_000)
+    ui.assert_no_exception(page)
+    return idle - started
+
+
+def measure(workdir: Path, rounds: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {title: [] for title in ui.PAGES}
+    with running_up(workdir) as up, sync_playwright() as playwright:
+        up.child_pids()
+        browser = ui.launch(playwright)
+        page = browser.new_page(viewport=ui.VIEWPORT)
+        page.set_default_timeout(120_000)
+        ui.login(page, f"http://127.0.0.1:{up.ports['dashboard']}/", "admin", ADMIN_PASSWORD)
+        for _ in range(rounds):
+            for title in ui.PAGES:
+                times[title].append(visit(page, title))
+        browser.close()
+    return times
+
+
+def summary(samples: list[float]) -> tuple[float, float]:
+    later = samples[1:] or samples
+    return samples[0], statistics.median(later)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    os.environ.pop("OUTREACH_DATABASE_URL", None)
+    with tempfile.TemporaryDirectory(prefix="page-load-") as tmp:
+        big, empty = Path(tmp) / "big", Path(tmp) / "empty"
+        started = time.monotonic()
+        counts = seed(big, args.events)
+        seed(empty, 0)
+        print(
+            f"seeded in {time.monotonic() - started:.0f} s: {counts.get('prospects', 0):,} prospects, "
+            f"{counts.get('engagement_events', 0):,} events, {counts.get('communication_log', 0):,} touches",
+            flush=True,
+        )
+        load_before = os.getloadavg()
+        baseline = measure(empty, args.rounds)
+        measured = measure(big, args.rounds)
+        load_after = os.getloadavg()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(f"load average before {load_before[0]:.1f} / {load_before[1]:.1f}, after {load_after[0]:.1f} / "
+          f"{load_after[1]:.1f} (1 / 5 min)")  # fmt: skip
+    print("| page | empty: first / median | big: first / median | big: max | ≤ 2 s |")
+    print("|---|---|---|---|---|")
+    for title in ui.PAGES:
+        b_first, b_median = summary(baseline[title])
+        m_first, m_median = summary(measured[title])
+        worst = max(measured[title])
+        met = "met" if m_median <= TARGET_S else "**missed**"
+        cells = [f"{b_first:.2f} / {b_median:.2f} s", f"{m_first:.2f} / {m_median:.2f} s", f"{worst:.2f} s", met]
+        print(f"| {title} | {' | '.join(cells)} |")
+
+
+if __name__ == "__main__":
+    main()
