@@ -16,6 +16,7 @@ cached resources); the table gives the first visit and the median of the later o
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -31,9 +32,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from analytics_bench import generate, load_sqlite  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
+from sqlalchemy import Engine, text  # noqa: E402
 
 from db.engine import make_engine  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
+from outreach.sequence import parse_definition, to_data  # noqa: E402
 from tests.e2e import ui  # noqa: E402
 from tests.integration.test_up import ADMIN_PASSWORD, running_up  # noqa: E402
 
@@ -51,8 +54,39 @@ def seed(workdir: Path, events: int) -> dict[str, int]:
         tables = generate(events)
         load_sqlite(engine, tables)
         counts = {name: len(rows) for name, rows in tables.rows.items()}
+        _real_definitions(engine)
     engine.dispose()
     return counts
+
+
+def _real_definitions(engine: Engine) -> None:
+    """The generated campaigns get the definitions their steps and variants come from (the pages and the
+    worker read them), and the generated mailboxes are paused: they point at no server, and the worker
+    sending 400,000 queued messages into nowhere would be another benchmark."""
+    with engine.begin() as conn:
+        ids = [row[0] for row in conn.execute(text("SELECT id FROM outreach_campaigns"))]
+        for campaign_id in ids:
+            definition = to_data(parse_definition(_yaml(campaign_id)))
+            conn.execute(
+                text("UPDATE outreach_campaigns SET definition = :d WHERE id = :id"),
+                {"d": json.dumps(definition), "id": campaign_id},
+            )
+        conn.execute(text("UPDATE mailboxes SET state = 'paused', paused_reason = 'benchmark'"))
+
+
+def _yaml(campaign_id: int) -> str:
+    return f"""name: Campaign {campaign_id}
+audience: {{list: list-1}}
+schedule: {{timezone: prospect, window: "09:00-17:00", days: [mon, tue, wed, thu, fri]}}
+postal_address: "1 Bench Street, London"
+steps:
+  - type: email
+    variants:
+      - {{name: A, subject: "Subject A", body: "Body"}}
+      - {{name: B, subject: "Subject B", body: "Body"}}
+  - {{type: email, delay: 3 days, thread: true, variants: [{{name: only, body: "Body"}}]}}
+  - {{type: email, delay: 6 days, thread: true, variants: [{{name: only, body: "Body"}}]}}
+"""
 
 
 def visit(page: Page, title: str) -> float:
@@ -69,7 +103,7 @@ def visit(page: Page, title: str) -> float:
 def measure(workdir: Path, rounds: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {title: [] for title in ui.PAGES}
     with running_up(workdir) as up, sync_playwright() as playwright:
-        up.child_pids()
+        up.wait_for_line(r"^Outreach is running", timeout=600)  # a loaded machine starts slowly
         browser = ui.launch(playwright)
         page = browser.new_page(viewport=ui.VIEWPORT)
         page.set_default_timeout(120_000)

@@ -99,6 +99,7 @@ class LaunchCheck:
     first_days: dict[str, int] = field(default_factory=dict)  # ISO date -> first touches due that day
     mailboxes: list[str] = field(default_factory=list)
     lint: list[str] = field(default_factory=list)  # content warnings (outreach.generator.launch_lint); never block
+    warnings: list[str] = field(default_factory=list)  # e.g. a paused mailbox whose share the others take
     to_enroll: list[tuple[int, datetime]] = field(default_factory=list, repr=False)  # (prospect id, first due)
 
     @property
@@ -317,13 +318,18 @@ class CampaignManager:
         check.mailboxes = [b.name for b in boxes]
         if not boxes:
             check.problems.append("mailboxes: the campaign names no mailbox; add `mailboxes: [NAME]` to it")
+        active = [b for b in boxes if b.state is MailboxState.ACTIVE]
         for box in boxes:
             try:
                 check_address("from", box.from_address)
             except MessageError as exc:
                 check.problems.append(f"mailbox {box.name}: {exc}; fix it with `outreach mailbox add {box.name} …`")
             if box.state is not MailboxState.ACTIVE:
-                check.problems.append(f"mailbox {box.name} is {box.state}: {box.paused_reason or 'resume it first'}")
+                reason = f"mailbox {box.name} is {box.state}: {box.paused_reason or 'resume it first'}"
+                if active:  # launch spreads over the active ones; this one's prospects wait for nothing
+                    check.warnings.append(f"{reason} (its share goes to {', '.join(b.name for b in active)})")
+                else:
+                    check.problems.append(reason)
             elif smtp_check is not None and (error := smtp_check(box)):
                 check.problems.append(f"mailbox {box.name}: {error}")
         if not postal_address(self.session, definition):

@@ -88,12 +88,13 @@ def launch(
             "id": campaign.id, "name": campaign.name, "state": str(campaign.state), "enrolled": check.enrollable,
             "audience": check.audience, "suppressed": check.suppressed, "already_enrolled": check.already_enrolled,
             "mailboxes": check.mailboxes, "first_days": check.first_days, "lint": check.lint,
+            "warnings": check.warnings,
         }  # fmt: skip
         result |= _finish_estimate(session, campaign, moment, key)
     if not as_json:
         print(file=sys.stderr)
     days = ", ".join(f"{d}: {n}" for d, n in list(check.first_days.items())[:5])
-    warnings = "".join(f"\nwarning: {w}" for w in check.lint)  # content lint: shown, never blocking
+    warnings = "".join(f"\nwarning: {w}" for w in [*check.warnings, *check.lint])  # shown, never blocking
     emit(
         result, as_json,
         f"launched {result['name']}: {result['enrolled']} enrolled; first touches {days}; {result['schedule']}"

@@ -33,7 +33,6 @@ from db.models import (
     Enrollment,
     LeadQualification,
     Mailbox,
-    MessageVariant,
     OutreachCampaign,
     Prospect,
     ProspectList,
@@ -128,8 +127,6 @@ def find_prospects(session: Session, search: str | None, *, limit: int = 50) -> 
     stmt = filtered(columns, ProspectFilter((search or "")[:SEARCH_MAX_LENGTH]))
     stmt = stmt.order_by(Prospect.email_normalized).limit(limit)
     return [ProspectOption(pid, email, _full_name(first, last)) for pid, email, first, last in session.execute(stmt)]
-
-
 
 
 def prospect_fields(session: Session, prospect_id: int) -> dict[str, Any] | None:
@@ -437,91 +434,6 @@ def event_counts(session: Session, *, campaign_id: int | None = None) -> list[di
 
 
 # --- experiments ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VariantResult:
-    name: str
-    is_active: bool
-    weight: float
-    sent: int
-    replied: int
-
-    @property
-    def reply_rate(self) -> float | None:
-        """Replied touches over sent touches; None before anything was sent."""
-        return self.replied / self.sent if self.sent else None
-
-
-@dataclass(frozen=True)
-class Experiment:
-    campaign: str
-    campaign_state: CampaignState
-    step_position: int
-    step_type: StepType
-    variants: list[VariantResult]
-
-
-def experiments(session: Session) -> list[Experiment]:
-    """Steps with two or more variants, and how many touches each variant sent and got replies to."""
-    multi = (
-        select(MessageVariant.step_id)
-        .group_by(MessageVariant.step_id)
-        .having(func.count(MessageVariant.id) >= 2)
-        .scalar_subquery()
-    )
-    steps = list(
-        session.execute(
-            select(SequenceStep, OutreachCampaign.name, OutreachCampaign.state)
-            .join(OutreachCampaign, OutreachCampaign.id == SequenceStep.campaign_id)
-            .where(SequenceStep.id.in_(multi))
-            .options(selectinload(SequenceStep.variants))
-            .order_by(OutreachCampaign.name, SequenceStep.position)
-        )
-    )
-    variant_ids = [v.id for step, _, _ in steps for v in step.variants]
-    sent = _variant_counts(session, variant_ids, CommunicationLog.sent_at.is_not(None))
-    replied = _replied_counts(session, variant_ids)
-    return [
-        Experiment(
-            campaign=name,
-            campaign_state=state,
-            step_position=step.position,
-            step_type=step.type,
-            variants=[
-                VariantResult(v.name, v.is_active, v.weight, sent.get(v.id, 0), replied.get(v.id, 0))
-                for v in step.variants
-            ],
-        )
-        for step, name, state in steps
-    ]
-
-
-def _variant_counts(session: Session, variant_ids: list[int], *where: ColumnElement[bool]) -> dict[int, int]:
-    if not variant_ids:
-        return {}
-    stmt = (
-        select(CommunicationLog.variant_id, func.count(CommunicationLog.id))
-        .where(CommunicationLog.variant_id.in_(variant_ids), *where)
-        .group_by(CommunicationLog.variant_id)
-    )
-    return dict(session.execute(stmt).all())
-
-
-def _replied_counts(session: Session, variant_ids: list[int]) -> dict[int, int]:
-    """Touches with at least one human reply (not auto-replies), per variant."""
-    if not variant_ids:
-        return {}
-    stmt = (
-        select(CommunicationLog.variant_id, func.count(func.distinct(CommunicationLog.id)))
-        .join(ResponseAnalysis, ResponseAnalysis.communication_id == CommunicationLog.id)
-        .where(CommunicationLog.variant_id.in_(variant_ids), ResponseAnalysis.kind == ResponseKind.REPLY)
-        .group_by(CommunicationLog.variant_id)
-    )
-    return dict(session.execute(stmt).all())
-
-
-# --- leads ---------------------------------------------------------------------------------------
 
 
 def lead_stage_counts(session: Session) -> dict[str, int]:

@@ -250,6 +250,8 @@ def _check_results(check: LaunchCheck) -> None:
         st.plotly_chart(chart, width="stretch", key="first_days_chart")
     for problem in check.problems:
         st.error(problem)
+    for warning in check.warnings:
+        st.warning(warning, icon=":material/warning:")
     if check.lint:
         st.markdown("**Content warnings** (they do not block launch)")
         for warning in check.lint:

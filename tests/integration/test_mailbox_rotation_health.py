@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from db.engine import transaction
 from db.enums import EventKind, MailboxState, TouchState
 from db.models import AppSetting, CommunicationLog, EngagementEvent, Enrollment, Mailbox, Prospect
+from outreach.campaigns import CampaignManager, find_campaign
 from outreach.config import Settings, load_settings
 from outreach.mailbox_actions import pause_mailbox, resume_mailbox
 from outreach.mailbox_health import (
@@ -173,6 +174,23 @@ def test_a_campaign_without_another_active_mailbox_keeps_its_prospects_waiting(e
     assert "their campaign has no other active mailbox" in moved.in_words()
     assert check_mailboxes(engine, T0) is None  # nothing can move: the job does not even take the write lock
     assert set(mailbox_of(engine).values()) == {"sales-1"}
+
+
+def test_launch_with_a_paused_mailbox_warns_and_the_active_ones_take_its_share(engine: Engine) -> None:
+    boxes = (Box("sales-1"), Box("sales-2"))
+    launch_campaign(engine, 2525, people=people("a", 2), launch_at=LAUNCH, name="First", boxes=boxes)
+    with transaction(engine) as s:
+        pause_mailbox(s, "sales-2", now=T0)
+    later = launch_campaign(engine, 2525, people=people("b", 6), launch_at=T0, name="Later", boxes=boxes)
+    assert {mailbox_of(engine)[a] for a in later} == {"sales-1"}
+    with transaction(engine) as s:
+        check = CampaignManager(s, secret_key=KEY).check_launch(find_campaign(s, "Later"), T0)
+        [warning] = check.warnings
+        assert not any("mailbox" in p for p in check.problems)  # (the only problem: everyone is enrolled now)
+        assert warning.startswith("mailbox sales-2 is paused") and "share goes to sales-1" in warning
+        pause_mailbox(s, "sales-1", now=T0)
+        blocked = CampaignManager(s, secret_key=KEY).check_launch(find_campaign(s, "Later"), T0)
+    assert any(p.startswith("mailbox sales-1 is paused") for p in blocked.problems)
 
 
 def test_the_job_moves_the_share_of_a_mailbox_the_send_path_paused(engine: Engine) -> None:

@@ -115,7 +115,6 @@ def test_an_empty_workspace_reads_as_zeros_and_empty_lists(session) -> None:
     assert workspace.open_task_rows(session, limit=10) == []
     assert set(workspace.touch_counts(session).values()) == {0}
     assert workspace.event_counts(session) == []
-    assert workspace.experiments(session) == []
     assert set(workspace.lead_stage_counts(session).values()) == {0}
     assert workspace.worker_statuses(session, NOW) == []
     assert workspace.mailbox_rows(session) == []
@@ -299,38 +298,6 @@ def test_touches_by_state_and_events_by_kind_overall_and_per_campaign(session) -
     assert workspace.event_counts(session, campaign_id=second.id) == [
         {"kind": "click", "people": 1, "machines": 0, "total": 1}
     ]
-
-
-def test_experiments_list_multi_variant_steps_with_sends_and_replies(session) -> None:
-    campaign = add_campaign(session, "Fintech", [["A", "B"], ["only"]], state=CampaignState.RUNNING)
-    step, single = campaign.steps
-    variant_a, variant_b = step.variants
-    people = [add_prospect(session, f"p{i}@acme.test") for i in range(5)]
-    enrollments = [enroll(session, campaign, p, EnrollmentState.ACTIVE) for p in people]
-    sent_a = [add_touch(session, e, step, variant_a, TouchState.SENT) for e in enrollments[:3]]
-    add_touch(session, enrollments[3], step, variant_b, TouchState.QUEUED)  # not sent yet
-    add_touch(session, enrollments[4], step, variant_b, TouchState.BOUNCED)  # sent, then bounced
-    add_touch(session, enrollments[0], single, single.variants[0], TouchState.SENT)
-    add_reply(session, "<r1@x>", ResponseKind.REPLY, touch=sent_a[0])
-    add_reply(session, "<r2@x>", ResponseKind.REPLY, touch=sent_a[0])  # a second reply to the same touch
-    add_reply(session, "<o1@x>", ResponseKind.AUTO_REPLY, touch=sent_a[1])
-
-    [experiment] = workspace.experiments(session)
-
-    assert (experiment.campaign, experiment.step_position, experiment.campaign_state) == (
-        "Fintech",
-        0,
-        CampaignState.RUNNING,
-    )
-    assert [(v.name, v.sent, v.replied) for v in experiment.variants] == [("A", 3, 1), ("B", 1, 0)]
-    assert experiment.variants[0].reply_rate == 1 / 3
-
-
-def test_reply_rate_is_none_before_anything_is_sent() -> None:
-    assert workspace.VariantResult("A", True, 1.0, sent=0, replied=0).reply_rate is None
-
-
-# --- leads ---------------------------------------------------------------------------------------
 
 
 def test_leads_by_stage_and_best_score_first(session) -> None:

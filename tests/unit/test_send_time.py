@@ -153,3 +153,21 @@ def test_sends_follow_replies_then_opens_then_nothing() -> None:
     assert preferred_fit({"reply": replies, "open": opens}) is replies
     assert preferred_fit({"reply": thin, "open": opens}) is opens
     assert preferred_fit({"reply": thin}) is None and preferred_fit(None) is None
+
+
+def test_the_campaign_option_parses_and_survives_yaml() -> None:
+    from outreach.sequence import parse_definition, to_yaml
+
+    text = """
+name: Timed
+audience: {list: cfos}
+schedule: {window: "09:00-17:00", optimize_send_time: true}
+steps:
+  - {type: email, subject: "Hi", body: "Hello"}
+"""
+    definition = parse_definition(text)
+    assert definition.schedule.optimize_send_time is True
+    assert parse_definition(to_yaml(definition)) == definition
+    assert (
+        parse_definition(text.replace("optimize_send_time: true", "days: [mon]")).schedule.optimize_send_time is False
+    )
