@@ -440,6 +440,21 @@ class CommunicationLog(Timestamped, Base):
     hold_reason: Mapped[str | None] = mapped_column(String(300))
 
 
+class TouchResolution(Base):
+    """A touch left in doubt that the worker resolved itself (from the mailbox's Sent folder), and why."""
+
+    __tablename__ = "touch_resolutions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    touch_id: Mapped[int] = mapped_column(ForeignKey("communication_log.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[str] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(20))  # sent, resend
+    reason: Mapped[str] = mapped_column(Text)
+    mailbox: Mapped[str] = mapped_column(String(100))
+    folder: Mapped[str] = mapped_column(String(255))
+    resolved_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class EngagementEvent(Base):
     __tablename__ = "engagement_events"
     __table_args__ = (

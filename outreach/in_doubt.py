@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from db.engine import transaction
 from db.enums import MailboxState, TouchState
-from db.models import AppSetting, CommunicationLog, Enrollment, Mailbox, OutreachCampaign, Prospect
+from db.models import CommunicationLog, Enrollment, Mailbox, OutreachCampaign, Prospect, TouchResolution
 from outreach.campaigns import CampaignManager, definition_of
 from outreach.inbox import Connect, connect, imap_settings
 from outreach.mailparts import message_ids
@@ -45,8 +45,6 @@ SENT_FLAG = "\\Sent"  # RFC 6154 special-use attribute
 SENT_NAMES = ("Sent", "Sent Items", "[Gmail]/Sent Mail")  # looked for, in this order, when no folder has the flag
 GRACE_ENV = "OUTREACH_IN_DOUBT_GRACE_SECONDS"
 DEFAULT_GRACE = timedelta(minutes=15)
-LOG_SETTING = "in_doubt_resolutions"  # AppSetting row holding the recent automatic resolutions
-LOG_KEEP = 500
 _NOTE_PREFIX = "Sent folder checked"
 
 
@@ -146,17 +144,13 @@ def suspects_by_mailbox(session: Session) -> dict[int, list[Suspect]]:
 
 
 def _record(session: Session, resolution: Resolution) -> None:
-    """Append to the recent-resolutions record (row-locked on PostgreSQL: workers may append at once)."""
-    query = select(AppSetting).where(AppSetting.key == LOG_SETTING)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = session.scalar(query)
-    if row is None:
-        row = AppSetting(key=LOG_SETTING, value={"entries": []})
-        session.add(row)
-    entry = asdict(resolution) | {"at": resolution.at.isoformat()}
-    row.value = {"entries": [*(row.value or {}).get("entries", []), entry][-LOG_KEEP:]}
-    row.updated_at = resolution.at
+    session.add(
+        TouchResolution(
+            touch_id=resolution.touch_id, message_id=resolution.message_id, outcome=resolution.outcome,
+            reason=resolution.reason, mailbox=resolution.mailbox, folder=resolution.folder,
+            resolved_at=resolution.at,
+        )
+    )  # fmt: skip
 
 
 def _note(session: Session, suspect: Suspect, text: str) -> None:
@@ -297,29 +291,25 @@ def resolve_from_sent_folders(
 
 
 def recent_resolutions(session: Session, *, limit: int = 50) -> list[dict[str, Any]]:
-    """The latest automatic resolutions, newest first, with the touch's campaign and prospect when still there."""
-    row = session.get(AppSetting, LOG_SETTING)
-    entries = list(reversed((row.value or {}).get("entries", []) if row is not None else []))[:limit]
-    ids = [int(e["touch_id"]) for e in entries]
-    who: dict[int, tuple[str, str]] = {}
-    if ids:
-        for touch_id, email, campaign in session.execute(
-            select(CommunicationLog.id, Prospect.email, OutreachCampaign.name)
-            .join(Enrollment, Enrollment.id == CommunicationLog.enrollment_id)
-            .join(Prospect, Prospect.id == Enrollment.prospect_id)
-            .join(OutreachCampaign, OutreachCampaign.id == Enrollment.campaign_id)
-            .where(CommunicationLog.id.in_(ids))
-        ):
-            who[touch_id] = (email, campaign)
+    """The latest automatic resolutions, newest first, with the touch's campaign and prospect."""
+    rows = session.execute(
+        select(TouchResolution, Prospect.email, OutreachCampaign.name)
+        .join(CommunicationLog, CommunicationLog.id == TouchResolution.touch_id)
+        .join(Enrollment, Enrollment.id == CommunicationLog.enrollment_id)
+        .join(Prospect, Prospect.id == Enrollment.prospect_id)
+        .join(OutreachCampaign, OutreachCampaign.id == Enrollment.campaign_id)
+        .order_by(TouchResolution.resolved_at.desc(), TouchResolution.id.desc())
+        .limit(limit)
+    )
     return [
         {
-            "touch": e["touch_id"],
-            "campaign": who.get(int(e["touch_id"]), ("", ""))[1],
-            "prospect": who.get(int(e["touch_id"]), ("", ""))[0],
-            "message-id": e["message_id"],
-            "resolved as": "sent" if e["outcome"] == "sent" else "resent",
-            "why": e["reason"],
-            "at": datetime.fromisoformat(e["at"]),
+            "touch": r.touch_id,
+            "campaign": campaign,
+            "prospect": email,
+            "message-id": r.message_id,
+            "resolved as": "sent" if r.outcome == "sent" else "resent",
+            "why": r.reason,
+            "at": r.resolved_at,
         }
-        for e in entries
+        for r, email, campaign in rows
     ]
