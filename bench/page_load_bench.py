@@ -41,6 +41,7 @@ from tests.e2e import ui  # noqa: E402
 from tests.integration.test_up import ADMIN_PASSWORD, running_up  # noqa: E402
 
 TARGET_S = 2.0
+SHOTS = ROOT / "test-results" / "page-load"
 
 
 def seed(workdir: Path, events: int) -> dict[str, int]:
@@ -101,6 +102,7 @@ def visit(page: Page, title: str) -> float:
 
 
 def measure(workdir: Path, rounds: int) -> dict[str, list[float]]:
+    SHOTS.mkdir(parents=True, exist_ok=True)
     times: dict[str, list[float]] = {title: [] for title in ui.PAGES}
     with running_up(workdir) as up, sync_playwright() as playwright:
         up.wait_for_line(r"^Outreach is running", timeout=600)  # a loaded machine starts slowly
@@ -108,9 +110,14 @@ def measure(workdir: Path, rounds: int) -> dict[str, list[float]]:
         page = browser.new_page(viewport=ui.VIEWPORT)
         page.set_default_timeout(120_000)
         ui.login(page, f"http://127.0.0.1:{up.ports['dashboard']}/", "admin", ADMIN_PASSWORD)
-        for _ in range(rounds):
+        for round_ in range(rounds):
             for title in ui.PAGES:
                 times[title].append(visit(page, title))
+                if round_ == rounds - 1:  # what was measured: errors on the page, and a picture of it
+                    shown = page.locator(ui.ALERT_ERROR).all_inner_texts()
+                    if shown:
+                        print(f"{workdir.name} / {title}: errors on the page: {shown}", flush=True)
+                    ui.full_screenshot(page, SHOTS / f"{workdir.name}-{ui.PAGE_PATHS[title]}.png")
         browser.close()
     return times
 

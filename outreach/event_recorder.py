@@ -33,6 +33,7 @@ LINGER_S = 0.002  # wait this long for company after the first hit: +2 ms latenc
 IDLE_EXIT_S = 5.0  # an idle writer thread exits; the next hit starts a new one
 RESCORE_EVERY_S = 1.0  # lead scores follow the hits within about a second (outreach.lead_scores)
 RESCORE_CHUNK = 1000
+RESCORE_BUSY_LIMIT = 50  # touches re-scored per second while hits keep coming (~30 ms of writer CPU)
 Result = bool | str | None
 
 
@@ -89,7 +90,7 @@ class EventRecorder:
                 first = self._queue.get(timeout=RESCORE_EVERY_S if self._dirty else IDLE_EXIT_S)
             except queue.Empty:
                 if self._dirty:
-                    self._rescore()
+                    self._rescore(limit=None)  # idle: catch up on everything
                     continue
                 with self._lock:
                     if self._queue.empty():  # nothing slipped in while we decided: exit
@@ -97,12 +98,14 @@ class EventRecorder:
                         return
                 continue
             if first is None:
-                self._rescore()
+                self._rescore(limit=None)
                 return
             batch, stop = self._gather(first)
             self._write(batch)
-            if stop or time.monotonic() - self._rescored_at >= RESCORE_EVERY_S:
-                self._rescore()
+            if stop:
+                self._rescore(limit=None)
+            elif time.monotonic() - self._rescored_at >= RESCORE_EVERY_S:
+                self._rescore(limit=RESCORE_BUSY_LIMIT)
             if stop:
                 return
 
@@ -135,15 +138,19 @@ class EventRecorder:
                 self._dirty.add(item.hit.touch_id)
                 self._dirty_now = max(self._dirty_now or item.hit.now, item.hit.now)
 
-    def _rescore(self) -> None:
+    def _rescore(self, limit: int | None) -> None:
         """Refresh the lead scores of the people behind the hits recorded since the last refresh.
 
-        Runs after the requests were answered, at most every RESCORE_EVERY_S under load (a person opening
-        and clicking within the second is scored once), and before the thread exits. A failure loses no
-        event (they are committed) and is logged; the worker's nightly refresh catches up.
+        Runs after the requests were answered: under load at most every RESCORE_EVERY_S and for at most
+        `limit` touches (the rest wait, so scoring never takes much of the writer from recording), all of
+        them once the queue is idle, and before the thread exits. A person opening and clicking within the
+        second is scored once. A failure loses no event (they are committed) and is logged; the worker's
+        nightly refresh catches up.
         """
-        touched, now = sorted(self._dirty), self._dirty_now
-        self._dirty, self._dirty_now, self._rescored_at = set(), None, time.monotonic()
+        pending, now = sorted(self._dirty), self._dirty_now
+        touched, rest = (pending, []) if limit is None else (pending[:limit], pending[limit:])
+        self._dirty, self._rescored_at = set(rest), time.monotonic()
+        self._dirty_now = now if rest else None
         if not touched or now is None:
             return
         try:

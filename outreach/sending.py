@@ -154,6 +154,7 @@ class Deliverer:
         self.suppressed = suppressed
         self.worker = ctx.worker.worker_id
         self.failed: set[int] = set()  # campaigns whose failure count this delivery raised
+        self._sender_domain: str | None = None
 
     # --- deciding and building (no database writes) -------------------------------------------------
 
@@ -172,9 +173,7 @@ class Deliverer:
         return None
 
     def _build(self, info: CampaignInfo, job: Job, box: Mailbox, now: datetime) -> Ready:
-        message_id = job.message_id or make_message_id(
-            sender_domain(box.from_address), f"{job.touch_id}.{secrets.token_hex(6)}"
-        )
+        message_id = job.message_id or make_message_id(self._domain(box), f"{job.touch_id}.{secrets.token_hex(6)}")
         token = sign(LinkToken(Purpose.UNSUBSCRIBE, job.touch_id), self.keys[0])
         base = self.ctx.settings.base_url
         unsubscribe_url = f"{base}/u/{token}"
@@ -194,6 +193,12 @@ class Deliverer:
         )  # fmt: skip
         # Built once, and finalized here: DKIM signs the exact bytes that go on the wire.
         return Ready(job, message_id, list(tracked.links), self.sign(build_message(spec)))
+
+    def _domain(self, box: Mailbox) -> str:
+        """The sender's domain for Message-IDs, validated once per delivery rather than per message."""
+        if self._sender_domain is None:
+            self._sender_domain = sender_domain(box.from_address)
+        return self._sender_domain
 
     def _prepare(self, job: Job, box: Mailbox, now: datetime) -> Ready | Hold:
         info = self.campaigns.cached(job.campaign_id)

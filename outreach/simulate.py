@@ -137,6 +137,7 @@ class Simulation:
     touches: int  # within the horizon
     unscheduled: int  # touches that would go out after the horizon (or never: a paused mailbox, a held touch)
     held_late: int  # touches the worker would hold for the operator: they waited longer than max_lateness
+    deferred: int  # claims the worker would put back because the prospect's window was closed at the time
     finishes_on: date | None
     finishes_in_days: int | None
     per_day: list[DayCount]
@@ -190,6 +191,7 @@ class Simulation:
             "touches": self.touches,
             "unscheduled": self.unscheduled,
             "held_late": self.held_late,
+            "deferred": self.deferred,
             "per_day": [
                 {
                     "date": d.date.isoformat(),
@@ -277,6 +279,7 @@ class _Replay:
         self.claim_ticks: list[datetime] = []
         self.max_late = max_lateness(inp.definition.schedule.max_lateness)
         self.held = 0
+        self.deferred = 0  # claims put back because the prospect's window was closed (each one a write in the worker)
         self.windows: dict[int, tuple[datetime, datetime]] = {}  # id(rules) -> next_allowed's last answer
 
     def _rules(self) -> list[SendRules]:
@@ -376,6 +379,7 @@ class _Replay:
                     self.sends.append((now, who, self.next_step[who], index))
                     self._advance(who, now)
                 else:
+                    self.deferred += 1
                     heapq.heappush(box.queue, (when, order, who))
             if taken and (not self.claim_ticks or self.claim_ticks[-1] != now):
                 self.claim_ticks.append(now)
@@ -465,7 +469,8 @@ def _summarize(inp: SimulationInput, run: _Replay, days: int) -> Simulation:
     tick = int(SEND_TICK.total_seconds())
     return Simulation(
         campaign=inp.campaign, state=inp.state, start=inp.start, days=days, timezone=str(zone),
-        touches=len(run.sends), unscheduled=unscheduled, held_late=run.held, finishes_on=finishes_on,
+        touches=len(run.sends), unscheduled=unscheduled, held_late=run.held, deferred=run.deferred,
+        finishes_on=finishes_on,
         finishes_in_days=(finishes_on - start_day).days if finishes_on else None, per_day=rows,
         per_mailbox=dict(per_mailbox), per_step=dict(sorted(Counter(s.step for s in sends).items())),
         per_hour=dict(sorted(per_hour.items())), per_local_hour=dict(sorted(per_local_hour.items())),

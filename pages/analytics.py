@@ -153,8 +153,11 @@ def _daily(view: analytics.Overview) -> None:
         for row in days
         for measure in ("sent", "delivered", "human-opened", "human-clicked", "replied")
     ]
-    st.plotly_chart(px.line(long_form, x="day", y="count", color="measure", markers=True), width="stretch",
-                    key="series_chart")  # fmt: skip
+    series = px.line(long_form, x="day", y="count", color="measure", markers=True)
+    first, last = view.days[0].day, view.days[-1].day
+    single = [f"{first - timedelta(days=1)} 12:00", f"{first} 12:00"]  # one day: a day wide, not a millisecond
+    series.update_xaxes(tickformat="%Y-%m-%d", range=single if first == last else None)
+    st.plotly_chart(series, width="stretch", key="series_chart")
     st.caption("Emails by the UTC day they were sent: an open or reply days later counts on its email's day.")
     _table("Daily series", days, "daily", "")
 
@@ -190,6 +193,7 @@ def _heatmap(view: analytics.Overview) -> None:
             colorscale="Blues",
             hovertemplate="%{y} %{x}:00 — %{customdata}<extra></extra>",
             zmin=0,
+            zmax=max([v for row in rates for v in row if v is not None] + [0.01]),  # all zero: still a scale
         )
     )
     heatmap.update_layout(xaxis_title="local hour", yaxis_autorange="reversed", height=320,

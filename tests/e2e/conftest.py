@@ -28,6 +28,7 @@ from tests.e2e import ui
 from tests.integration.test_up import ADMIN_PASSWORD, UpProcess, running_up
 
 ADMIN = "admin"
+STARTUP_S = 180  # `up` itself gives its parts 60 s; a machine busy with other test workers may need them all
 
 
 @dataclass
@@ -96,7 +97,8 @@ class Watched:
 @pytest.fixture(scope="module")
 def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     with running_up(tmp_path_factory.mktemp("e2e")) as up:
-        up.child_pids()  # the banner: every part answers
+        up.wait_for_line(r"^Outreach is running", timeout=STARTUP_S)  # every part answers
+        up.child_pids()
         yield Product(up)
 
 

@@ -137,7 +137,7 @@ def test_a_marketer_imports_designs_launches_and_follows_up(product: Product, wa
     assert "interested" in ada.values(), ada
     ui.screenshot(page, "10-prospects-export")
 
-    for name in ("Experiments", "Settings"):
+    for number, name in ((11, "Experiments"), (12, "Settings")):
         ui.open_page(page, name)
-        ui.screenshot(page, f"11-{name.lower()}")
+        ui.screenshot(page, f"{number}-{name.lower()}")
     assert watched.dialogs == [] and watched.page_errors == [], (watched.dialogs, watched.page_errors)

@@ -1,8 +1,9 @@
 """How the browser tests find things on the dashboard and wait for Streamlit: every selector lives here.
 
 Streamlit draws a page over a websocket after the HTML has loaded, and redraws it after each widget
-change; while a script runs, the status widget shows "Running…" and the elements of the previous run are
-marked stale. `settle` waits for both to go. Tables (st.dataframe / st.data_editor) are drawn on a
+change; while a script runs, the app root's `data-test-script-state` is not `notRunning` (the "Running…"
+status widget shows only after 500 ms) and the elements of the previous run are marked stale. `settle`
+waits for both to go. Tables (st.dataframe / st.data_editor) are drawn on a
 canvas; their cells are read from the accessible grid the data grid keeps in the DOM for the visible rows.
 When a page changes its labels, adapt the names here, not in the tests.
 """
@@ -39,7 +40,8 @@ PAGE_PATHS = {
 }
 
 # --- selectors ------------------------------------------------------------------------------------
-RUNNING = '[data-testid="stStatusWidget"]'
+# The app root carries the script's run state; the "Running…" status widget only shows after 500 ms.
+SCRIPT_STATE = "[data-test-script-state]"
 STALE = '[data-stale="true"]'
 SKELETON = '[data-testid="stSkeleton"]'
 MAIN = '[data-testid="stMain"], [data-testid="stAppViewContainer"], section.main'
@@ -72,11 +74,15 @@ def settle(page: Page, timeout_ms: int = TIMEOUT_MS) -> float:
     quiet_since: float | None = None
     while time.monotonic() < deadline:
         busy = page.evaluate(
-            """([running, stale, skeleton]) =>
-                document.querySelector(running) !== null
-                || document.querySelector(stale) !== null
-                || document.querySelector(skeleton) !== null""",
-            [RUNNING, STALE, SKELETON],
+            """([app, stale, skeleton]) => {
+                const root = document.querySelector(app);
+                return root === null
+                    || root.getAttribute('data-test-script-state') !== 'notRunning'
+                    || root.getAttribute('data-test-connection-state') !== 'CONNECTED'
+                    || document.querySelector(stale) !== null
+                    || document.querySelector(skeleton) !== null;
+            }""",
+            [SCRIPT_STATE, STALE, SKELETON],
         )
         now = time.monotonic()
         if busy:

@@ -31,14 +31,15 @@ from tests.smtp_sink import Sink
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 4
 CONCURRENCY = "2"
-TOUCHES = 10_000  # the figure
+# The figure. OUTREACH_MULTIWORKER_TOUCHES lowers it on a machine too busy to send 10,000 in minutes.
+TOUCHES = int(os.environ.get("OUTREACH_MULTIWORKER_TOUCHES", "10000"))
 FAST_BOXES = [Box(f"fast-{n}") for n in range(4)]
 # A small mailbox with its own campaign: its limits bind while four workers compete for its capacity.
 SLOW = Box("slow-1", per_minute=40, daily_limit=100)
 SLOW_PEOPLE = 150
 BIG = TOUCHES - SLOW.daily_limit  # so that exactly TOUCHES messages can go out
-# ~60-90 s on an idle 2-core machine; measured at 4-6 min with the two cores shared by a load average of 10+.
-WAIT_S = 480
+# 10,000 took 12 min with the two cores shared at a load average of 12-15 (13 touches/s); see docs/benchmarks.md.
+WAIT_S = 900
 
 
 def _free_port() -> int:
