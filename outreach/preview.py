@@ -370,7 +370,11 @@ def incomplete_renders(
     campaign = find_campaign(session, campaign_name)
     definition = definition_of(campaign)
     query = (
-        select(Prospect).where(Prospect.id.in_(audience_query(definition))).order_by(Prospect.id).offset(offset).limit(limit)
+        select(Prospect)
+        .where(Prospect.id.in_(audience_query(definition)))
+        .order_by(Prospect.id)
+        .offset(offset)
+        .limit(limit)
     )
     prospects = list(session.scalars(query))
     failures, _renders = render_sample(session, campaign, definition, prospects, now)
