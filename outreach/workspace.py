@@ -17,8 +17,6 @@ from sqlalchemy.orm import Session, selectinload
 from db.enums import (
     CampaignState,
     EnrollmentState,
-    EventKind,
-    LeadStage,
     MailboxState,
     ResponseKind,
     StepType,
@@ -29,9 +27,7 @@ from db.enums import (
 )
 from db.models import (
     CommunicationLog,
-    EngagementEvent,
     Enrollment,
-    LeadQualification,
     Mailbox,
     OutreachCampaign,
     Prospect,
@@ -282,10 +278,6 @@ def _inbound_filter(stmt: Select[Any], kind: ResponseKind | None) -> Select[Any]
     return stmt if kind is None else stmt.where(ResponseAnalysis.kind == kind)
 
 
-def count_inbound(session: Session, *, kind: ResponseKind | None = None) -> int:
-    return session.scalar(_inbound_filter(select(func.count(ResponseAnalysis.id)), kind)) or 0
-
-
 def inbound_rows(
     session: Session, *, limit: int, offset: int = 0, kind: ResponseKind | None = None
 ) -> list[dict[str, Any]]:
@@ -404,74 +396,6 @@ def in_doubt_rows(session: Session, *, limit: int, offset: int = 0) -> list[dict
 
 
 # --- analytics -----------------------------------------------------------------------------------
-
-
-def touch_counts(session: Session, *, campaign_id: int | None = None) -> dict[str, int]:
-    """Touches (the outbox and its history) by state, optionally for one campaign."""
-    stmt = select(CommunicationLog.state, func.count(CommunicationLog.id)).group_by(CommunicationLog.state)
-    if campaign_id is not None:
-        stmt = stmt.join(Enrollment, Enrollment.id == CommunicationLog.enrollment_id).where(
-            Enrollment.campaign_id == campaign_id
-        )
-    return _in_order({str(state): count for state, count in session.execute(stmt)}, TouchState)
-
-
-def event_counts(session: Session, *, campaign_id: int | None = None) -> list[dict[str, Any]]:
-    """Engagement events by kind, people and machines (privacy proxies, link scanners) counted apart."""
-    stmt = select(EngagementEvent.kind, EngagementEvent.is_machine, func.count(EngagementEvent.id)).group_by(
-        EngagementEvent.kind, EngagementEvent.is_machine
-    )
-    if campaign_id is not None:
-        stmt = stmt.where(EngagementEvent.campaign_id == campaign_id)
-    by_kind: dict[str, dict[str, int]] = {}
-    for kind, is_machine, count in session.execute(stmt):
-        by_kind.setdefault(str(kind), {"people": 0, "machines": 0})["machines" if is_machine else "people"] += count
-    return [
-        {"kind": kind.value, **by_kind[kind.value], "total": sum(by_kind[kind.value].values())}
-        for kind in EventKind
-        if kind.value in by_kind
-    ]
-
-
-# --- experiments ---------------------------------------------------------------------------------
-
-
-def lead_stage_counts(session: Session) -> dict[str, int]:
-    return _in_order(_counts(session, LeadQualification.stage), LeadStage)
-
-
-def count_leads(session: Session, *, stage: LeadStage | None = None) -> int:
-    stmt = select(func.count(LeadQualification.id))
-    if stage is not None:
-        stmt = stmt.where(LeadQualification.stage == stage)
-    return session.scalar(stmt) or 0
-
-
-def lead_rows(session: Session, *, limit: int, offset: int = 0, stage: LeadStage | None = None) -> list[dict[str, Any]]:
-    """One page of qualified leads, highest score first."""
-    stmt = (
-        select(LeadQualification, Prospect)
-        .join(Prospect, Prospect.id == LeadQualification.prospect_id)
-        .order_by(LeadQualification.score.desc(), LeadQualification.id)
-        .limit(limit)
-        .offset(offset)
-    )
-    if stage is not None:
-        stmt = stmt.where(LeadQualification.stage == stage)
-    return [
-        {
-            "email": p.email,
-            "name": _full_name(p.first_name, p.last_name),
-            "company": p.company or "",
-            "stage": str(lead.stage),
-            "score": lead.score,
-            "updated": lead.updated_at,
-        }
-        for lead, p in session.execute(stmt)
-    ]
-
-
-# --- settings ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

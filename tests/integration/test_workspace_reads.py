@@ -10,9 +10,7 @@ from sqlalchemy.orm import Session
 from db.enums import (
     CampaignState,
     EnrollmentState,
-    EventKind,
     Intent,
-    LeadStage,
     ResponseKind,
     StepType,
     SuppressionKind,
@@ -23,9 +21,7 @@ from db.enums import (
 )
 from db.models import (
     CommunicationLog,
-    EngagementEvent,
     Enrollment,
-    LeadQualification,
     Mailbox,
     MessageVariant,
     OutreachCampaign,
@@ -113,9 +109,6 @@ def test_an_empty_workspace_reads_as_zeros_and_empty_lists(session) -> None:
     assert workspace.campaign_summaries(session) == []
     assert set(workspace.inbound_counts(session).values()) == {0}
     assert workspace.open_task_rows(session, limit=10) == []
-    assert set(workspace.touch_counts(session).values()) == {0}
-    assert workspace.event_counts(session) == []
-    assert set(workspace.lead_stage_counts(session).values()) == {0}
     assert workspace.worker_statuses(session, NOW) == []
     assert workspace.mailbox_rows(session) == []
     assert workspace.count_users(session) == 0
@@ -235,7 +228,6 @@ def test_inbound_counts_and_rows_with_prospect_and_campaign(session) -> None:
     replies = workspace.inbound_rows(session, limit=10, kind=ResponseKind.REPLY)
 
     assert counts == {"reply": 1, "auto_reply": 0, "bounce": 1, "unmatched": 1}
-    assert workspace.count_inbound(session) == 3 and workspace.count_inbound(session, kind=ResponseKind.BOUNCE) == 1
     assert len(replies) == 1
     assert replies[0] | {"received": None} == {
         "received": None,
@@ -266,58 +258,6 @@ def test_open_tasks_only_open_ones_soonest_first(session) -> None:
     assert [r["instructions"] for r in rows] == ["connect", "call later"]
     assert rows[0]["prospect"] == "dana@bank.test" and rows[0]["name"] == "Dana" and rows[0]["type"] == "linkedin"
     assert workspace.count_open_tasks(session) == 2
-
-
-# --- analytics and experiments -------------------------------------------------------------------
-
-
-def test_touches_by_state_and_events_by_kind_overall_and_per_campaign(session) -> None:
-    first = add_campaign(session, "First", [["A"]])
-    second = add_campaign(session, "Second", [["A"]])
-    dana, sam = add_prospect(session, "dana@bank.test"), add_prospect(session, "sam@shop.test")
-    e1, e2 = enroll(session, first, dana, EnrollmentState.ACTIVE), enroll(session, second, sam, EnrollmentState.ACTIVE)
-    t1 = add_touch(session, e1, first.steps[0], first.steps[0].variants[0], TouchState.SENT)
-    add_touch(session, e2, second.steps[0], None, TouchState.QUEUED)
-    session.add_all(
-        [
-            EngagementEvent(kind=EventKind.OPEN, campaign_id=first.id, communication_id=t1.id),
-            EngagementEvent(kind=EventKind.OPEN, campaign_id=first.id, is_machine=True),
-            EngagementEvent(kind=EventKind.CLICK, campaign_id=second.id),
-        ]
-    )
-    session.flush()
-
-    assert workspace.touch_counts(session)["sent"] == 1 and workspace.touch_counts(session)["queued"] == 1
-    assert workspace.touch_counts(session, campaign_id=first.id) == {
-        s.value: int(s is TouchState.SENT) for s in TouchState
-    }
-    assert workspace.event_counts(session) == [
-        {"kind": "open", "people": 1, "machines": 1, "total": 2},
-        {"kind": "click", "people": 1, "machines": 0, "total": 1},
-    ]
-    assert workspace.event_counts(session, campaign_id=second.id) == [
-        {"kind": "click", "people": 1, "machines": 0, "total": 1}
-    ]
-
-
-def test_leads_by_stage_and_best_score_first(session) -> None:
-    people = [add_prospect(session, f"p{i}@acme.test", company=f"Co{i}") for i in range(3)]
-    session.add_all(
-        [
-            LeadQualification(prospect_id=people[0].id, stage=LeadStage.INTERESTED, score=40),
-            LeadQualification(prospect_id=people[1].id, stage=LeadStage.INTERESTED, score=90),
-            LeadQualification(prospect_id=people[2].id, stage=LeadStage.NEW, score=5),
-        ]
-    )
-    session.flush()
-
-    counts = workspace.lead_stage_counts(session)
-    interested = workspace.lead_rows(session, limit=10, stage=LeadStage.INTERESTED)
-
-    assert counts["interested"] == 2 and counts["new"] == 1 and list(counts) == [s.value for s in LeadStage]
-    assert [(r["email"], r["score"]) for r in interested] == [("p1@acme.test", 90), ("p0@acme.test", 40)]
-    assert [r["email"] for r in workspace.lead_rows(session, limit=1, offset=2)] == ["p2@acme.test"]
-    assert workspace.count_leads(session) == 3 and workspace.count_leads(session, stage=LeadStage.NEW) == 1
 
 
 # --- settings ------------------------------------------------------------------------------------
