@@ -45,10 +45,16 @@ def max_lateness(campaign_setting: Delay | None) -> timedelta:
     return as_timedelta(campaign_setting) if campaign_setting is not None else global_default()
 
 
-def late_reason(due_at: datetime, now: datetime, limit: timedelta) -> str | None:
-    """The hold reason when a touch due at `due_at` is too late to go out at `now` unasked, else None."""
+def late_reason(due_at: datetime, now: datetime, limit: timedelta, last_send: datetime | None) -> str | None:
+    """The hold reason when a touch due at `due_at` is too late to go out at `now` unasked, else None.
+
+    `last_send` is the mailbox's latest send. A mailbox that sent within the last `limit` was up and
+    working through a backlog behind its daily limit: its touches wait their turn and go out late by
+    design, unasked. Only a mailbox that sent nothing for that long (the worker down, the machine asleep,
+    the mailbox paused) holds what is overdue.
+    """
     late = now - due_at
-    if late <= limit:
+    if late <= limit or (last_send is not None and now - last_send <= limit):
         return None
     return f"{LATE_PREFIX} due {due_at:%Y-%m-%d %H:%M} UTC, {_span(late)} late (the maximum is {_span(limit)})"
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 
-from sqlalchemy import Engine, bindparam, exists, select, update
+from sqlalchemy import Engine, bindparam, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from db.engine import transaction
@@ -155,6 +155,7 @@ class Deliverer:
         self.worker = ctx.worker.worker_id
         self.failed: set[int] = set()  # campaigns whose failure count this delivery raised
         self._sender_domain: str | None = None
+        self.last_send: datetime | None = None  # this mailbox's latest send (see lateness.late_reason)
 
     # --- deciding and building (no database writes) -------------------------------------------------
 
@@ -164,7 +165,7 @@ class Deliverer:
         if job.enrollment_state is EnrollmentState.PAUSED:
             return Hold("defer", when=job.paused_until or now)  # picked up again once it runs
         # (the campaign was running at claim time; `_start` checks it again in the `sending` statement)
-        late = late_reason(job.due_at, now, info.max_lateness)
+        late = late_reason(job.due_at, now, info.max_lateness, self.last_send)
         if late is not None:
             return Hold("hold", late)
         rules = self.campaigns.rules(info, job)
@@ -254,6 +255,7 @@ class Deliverer:
     def _record(self, s: Session, outcome: Outcome, now: datetime) -> None:
         job, result = outcome.job, outcome.result
         if result.verdict is Verdict.SENT:
+            self.last_send = now
             if not outbox.mark_sent(s, job.touch_id, self.worker, now):
                 log.error("touch %s was accepted by the server but is no longer ours to mark sent", job.touch_id)
                 return
@@ -363,6 +365,10 @@ class Deliverer:
             with transaction(self.engine) as s:
                 self._mailbox_down(s, box, [j.touch_id for j in jobs], exc, self.ctx.clock())
             return
+        with transaction(self.engine, readonly=True) as s:
+            self.last_send = s.scalar(
+                select(func.max(CommunicationLog.sent_at)).where(CommunicationLog.mailbox_id == box.id)
+            )
         pending: Outcome | None = None
         db = self.engine.connect()
         self._session = Session(bind=db, expire_on_commit=False)

@@ -76,6 +76,7 @@ class BoxState:
     ramp: Ramp | None
     active: bool
     recent_sends: tuple[datetime, ...] = ()  # sent (or in flight) within the last day, oldest first
+    last_send: datetime | None = None  # its latest send ever (lateness.late_reason looks at it)
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,7 @@ class _Box:
     queue: list[tuple[datetime, int, int]] = field(default_factory=list)  # (due, order, prospect index)
     log: list[datetime] = field(default_factory=list)  # send times, oldest first
     version: int = 0
+    last_send: datetime | None = None
 
     def used(self, since: datetime) -> int:
         """Sends counted in the window starting at `since` (sent_at >= since, as outbox._used counts)."""
@@ -270,6 +272,7 @@ class _Replay:
         self.box_index = {b.state.id: i for i, b in enumerate(self.boxes)}
         for box in self.boxes:
             box.log = sorted(box.state.recent_sends)
+            box.last_send = box.state.last_send
         self.rules = self._rules()
         self.next_step = [p.next_step for p in inp.prospects]
         self.waiting: list[tuple[datetime, int, int]] = []  # (due, enrollment id, prospect index)
@@ -370,12 +373,15 @@ class _Replay:
             while taken < take and box.queue and box.queue[0][0] <= now:
                 due, order, who = heapq.heappop(box.queue)  # claim order: due time, then the log's id
                 taken += 1
-                if late_reason(due, now, self.max_late) is not None:  # the send path's checks, in its order
+                if (
+                    late_reason(due, now, self.max_late, box.last_send) is not None
+                ):  # the send path's checks, in its order
                     self.held += 1  # waits for the operator; its sequence goes no further by itself
                     continue
                 allowed, when = self._allowed(self.rules[who], now)
                 if allowed:
                     box.log.append(now)
+                    box.last_send = now
                     self.sends.append((now, who, self.next_step[who], index))
                     self._advance(who, now)
                 else:
@@ -506,12 +512,20 @@ def _boxes(session: Session, ids: Sequence[int], start: datetime) -> tuple[BoxSt
         .group_by(CommunicationLog.mailbox_id)
     ):
         recent[box_id] += [start] * count  # in flight: counted now, as the worker counts them
+    last = dict(
+        session.execute(
+            select(CommunicationLog.mailbox_id, func.max(CommunicationLog.sent_at))
+            .where(CommunicationLog.mailbox_id.in_(ids))
+            .group_by(CommunicationLog.mailbox_id)
+        ).all()
+    )
     out = []
     for box in session.scalars(select(Mailbox).where(Mailbox.id.in_(ids)).order_by(Mailbox.id)):
         out.append(
             BoxState(
                 box.id, box.name, box.daily_limit, box.per_minute, ramp_of(box),
                 active=box.state.value == "active", recent_sends=tuple(sorted(recent[box.id])),
+                last_send=last.get(box.id),
             )
         )  # fmt: skip
     return tuple(out)

@@ -55,7 +55,16 @@ def test_without_a_setting_the_global_default_applies(monkeypatch: pytest.Monkey
 
 def test_a_touch_is_late_only_beyond_the_maximum() -> None:
     limit = timedelta(hours=2)
-    assert late_reason(T0, T0 + limit, limit) is None
-    reason = late_reason(T0, T0 + timedelta(days=3), limit)
+    assert late_reason(T0, T0 + limit, limit, None) is None
+    reason = late_reason(T0, T0 + timedelta(days=3), limit, None)
     assert reason is not None and reason.startswith("late:")
     assert "due 2026-03-02 09:00 UTC" in reason and "3.0 days late" in reason and "2.0 hours" in reason
+
+
+def test_a_backlog_behind_the_limits_is_not_late_but_downtime_is() -> None:
+    limit, now = timedelta(days=2), T0 + timedelta(days=5)
+    # the mailbox sent an hour ago: it is up and working through its queue at its daily limit
+    assert late_reason(T0, now, limit, now - timedelta(hours=1)) is None
+    # it last sent 3 days ago (the worker was down, or the mailbox paused): overdue touches are held
+    assert late_reason(T0, now, limit, now - timedelta(days=3)) is not None
+    assert late_reason(T0, now, limit, None) is not None  # it never sent
