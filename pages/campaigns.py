@@ -247,6 +247,7 @@ def _check_results(check: LaunchCheck) -> None:
             labels={"x": "day (UTC)", "y": "first touches"},
             title="First touches per day",
         )
+        chart.update_xaxes(type="category")  # one bar per day, labelled by its date (not a time axis)
         st.plotly_chart(chart, width="stretch", key="first_days_chart")
     for problem in check.problems:
         st.error(problem)
