@@ -33,12 +33,13 @@ from db.enums import (
     CampaignState,
     EnrollmentState,
     EventKind,
+    LeadStage,
     MailboxState,
     StopReason,
     SuppressionReason,
     TouchState,
 )
-from db.models import CommunicationLog, EngagementEvent, Enrollment, Mailbox, OutreachCampaign
+from db.models import CommunicationLog, EngagementEvent, Enrollment, LeadQualification, Mailbox, OutreachCampaign
 from outreach import dkim, outbox
 from outreach.campaigns import AUTO_PAUSE_AFTER_FAILURES, CampaignManager, step_due
 from outreach.demo_files import touch_attachments
@@ -48,6 +49,7 @@ from outreach.lateness import late_reason
 from outreach.link_tracking import TrackingOptions, track_touch
 from outreach.mailboxes import smtp_settings
 from outreach.mailer import MessageError, OutgoingMessage, build_message, make_message_id, sender_domain
+from outreach.responses import update_lead_status
 from outreach.send_batch import (
     CampaignCache,
     CampaignInfo,
@@ -260,6 +262,7 @@ class Deliverer:
                 log.error("touch %s was accepted by the server but is no longer ours to mark sent", job.touch_id)
                 return
             self._advance(s, job, now)
+            self._contacted(s, job, now)
             if job.campaign_id in self.failed or self.campaigns.cached(job.campaign_id).consecutive_failures:
                 s.connection().execute(_NO_FAILURES, {"campaign_id": job.campaign_id})
                 self.failed.discard(job.campaign_id)
@@ -298,6 +301,13 @@ class Deliverer:
             s.connection().execute(_NEXT_STEP_DUE, params)
         else:
             s.connection().execute(_FINISH, params)
+
+    def _contacted(self, s: Session, job: Job, now: datetime) -> None:
+        """A lead still "new" (or without a lead row) moves to "contacted" with its first email."""
+        stage = s.scalar(select(LeadQualification.stage).where(LeadQualification.prospect_id == job.prospect_id))
+        if stage is None or stage is LeadStage.NEW:
+            name = self.campaigns.cached(job.campaign_id).definition.name
+            update_lead_status(s, job.prospect_id, LeadStage.CONTACTED, f"first email sent ({name})", now=now)
 
     def _move_on(self, s: Session, job: Job, now: datetime) -> None:
         """The touch failed for good: schedule the next step, or finish the enrollment.
