@@ -227,7 +227,7 @@ def test_sigkill_at_random_moments_never_sends_a_touch_twice(db_url, settings, t
             proc = start_worker(env, log)
             wait_for(
                 lambda: len(sink.received) > before or proc.poll() is not None or not work_left(engine),
-                60,
+                180,  # a worker process imports and starts its scheduler first: ~2 s idle, a minute at load 15
                 "the worker to send",
             )
             assert proc.poll() is None, log.read_text()[-3000:]
