@@ -227,7 +227,11 @@ WindowField = Annotated[Window, PlainValidator(_window_in), PlainSerializer(form
 DaysField = Annotated[tuple[str, ...], BeforeValidator(_days_in)]
 FilterValues = Annotated[tuple[str, ...], BeforeValidator(_filter_values)]
 FieldName = Annotated[str, AfterValidator(_field_name)]
-HolidaysField = Annotated[HolidaySetting, PlainValidator(_holidays_in)]
+HolidaysField = Annotated[
+    HolidaySetting,
+    PlainValidator(_holidays_in),
+    PlainSerializer(lambda v: v if isinstance(v, bool) else list(v)),  # a list or a tuple: JSON either way
+]
 
 
 def _lateness_in(value: Any) -> Delay:
