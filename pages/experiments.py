@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import plotly.graph_objects as go
 import streamlit as st
+from sqlalchemy import Engine
 
 from db.engine import transaction
 from outreach import experiments
@@ -29,8 +30,15 @@ FLASH = "experiments_flash"
 if FLASH in st.session_state:
     st.success(st.session_state.pop(FLASH))
 
-with transaction(engine, readonly=True) as session:
-    reviews = experiments.all_reviews(session)
+
+@st.cache_data(ttl=30, show_spinner="Reading the experiments…")
+def _reviews(db: str, _engine: Engine) -> list[experiments.StepReview]:
+    """Two queries per A/B-tested step: cached briefly, so reruns of the page (widgets) do not repeat them."""
+    with transaction(_engine, readonly=True) as session:
+        return experiments.all_reviews(session)
+
+
+reviews = _reviews(engine.url.render_as_string(hide_password=True), engine)
 
 
 def _design(review: experiments.StepReview) -> str:
@@ -177,6 +185,7 @@ def _promote(review: experiments.StepReview) -> None:
         except OutreachError as exc:
             st.error(str(exc))
             return
+        _reviews.clear()
         st.session_state[FLASH] = f"{', '.join(waiting)} stopped in {review.campaign}, step {review.position + 1}."
         st.rerun()
 
