@@ -90,7 +90,9 @@ def launch(
             "mailboxes": check.mailboxes, "first_days": check.first_days, "lint": check.lint,
             "warnings": check.warnings,
         }  # fmt: skip
-        result |= _finish_estimate(session, campaign, moment, key)
+    # After the commit, read-only: the estimate never holds the write lock, and cannot undo the launch.
+    with transaction(engine, readonly=True) as session:
+        result |= _finish_estimate(session, find_campaign(session, name), moment, key, size=check.audience)
     if not as_json:
         print(file=sys.stderr)
     days = ", ".join(f"{d}: {n}" for d, n in list(check.first_days.items())[:5])
@@ -119,10 +121,16 @@ def simulate_command(
     emit(result.as_dict(), as_json, result.report())
 
 
-def _finish_estimate(session: Any, campaign: OutreachCampaign, now: datetime, key: str) -> dict[str, Any]:
+ESTIMATE_MAX_AUDIENCE = 20_000  # beyond this the year-ahead simulation takes minutes: point to the command
+
+
+def _finish_estimate(session: Any, campaign: OutreachCampaign, now: datetime, key: str, *, size: int) -> dict[str, Any]:
     """'finishes in N days' for a campaign just launched: the simulation from its new state (a year ahead)."""
     from outreach.simulate import MAX_DAYS, SimulationError, simulate
 
+    if size > ESTIMATE_MAX_AUDIENCE:
+        later = f"see `outreach campaign simulate '{campaign.name}'` for when it finishes"
+        return {"finishes_on": None, "finishes_in_days": None, "schedule": later}
     try:
         sim = simulate(session, campaign, now, secret_key=key, days=min(366, MAX_DAYS))
     except SimulationError:
