@@ -243,6 +243,19 @@ def edit_grid_cell(page: Page, grid: int, column: int, row: int, value: str) -> 
     settle(page)
 
 
+def edit_grid_cell_until(page: Page, grid: int, column: int, row: int, value: str, attempts: int = 3) -> None:
+    """edit_grid_cell, checked: the canvas grid can miss keys typed while it is still re-rendering, so the
+    edit is repeated (the same value into the same cell) until the grid shows it."""
+    for _ in range(attempts):
+        edit_grid_cell(page, grid, column, row, value)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if value in grid_texts(page):
+                return
+            time.sleep(0.25)
+    raise AssertionError(f"the table never showed {value!r} after {attempts} edits")
+
+
 def grid_texts(page: Page) -> list[str]:
     """The text of every table cell the data grids keep in the DOM (the rows on screen)."""
     return [text.strip() for text in page.locator(GRID_CELL).all_inner_texts()]
