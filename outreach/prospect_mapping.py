@@ -19,31 +19,13 @@ from sqlalchemy.orm import Session
 
 from db.models import ImportPreset
 from outreach.errors import OutreachError
+from outreach.prospect_fields import STORED_FIELDS
 
 IGNORE = "ignore"
 CUSTOM_PREFIX = "custom:"
 
 # Our fields, in the order the page shows them. `full_name` is split into first/last when those are absent.
-FIELDS: tuple[str, ...] = (
-    "email",
-    "first_name",
-    "last_name",
-    "full_name",
-    "title",
-    "seniority",
-    "company",
-    "company_domain",
-    "website",
-    "industry",
-    "employee_count",
-    "city",
-    "state",
-    "country",
-    "timezone",
-    "linkedin_url",
-    "phone",
-    "tags",
-)
+FIELDS: tuple[str, ...] = ("email", "first_name", "last_name", "full_name", *STORED_FIELDS[2:], "tags")
 
 # Alias keys per field, best first (a key is the header casefolded with everything but letters and digits
 # removed). Sources: ../shared/corpora/csv_headers.md.
