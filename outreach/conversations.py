@@ -26,6 +26,7 @@ from db.models import (
     Task,
 )
 from outreach.errors import OutreachError
+from outreach.lead_scores import refresh_scores
 
 SENT_STATES = (TouchState.SENT, TouchState.BOUNCED)
 
@@ -215,6 +216,8 @@ def correct_label(
     row.intent = new
     row.explanation = {**(row.explanation or {}), "corrected_by": user, "corrected_at": now.isoformat()}
     session.flush()
+    if row.prospect_id is not None:  # the score counts replies by intent: it follows the corrected label at once
+        refresh_scores(session, [row.prospect_id], now)
     return LabelCorrection(response_id, automatic, previous, new, user, now)
 
 

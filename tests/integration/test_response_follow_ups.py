@@ -295,7 +295,13 @@ def test_conversation_unmatched_and_label_corrections(session: Session) -> None:
     )
 
     row_id = items[1].response_id
+    score_before = session.scalar(
+        select(LeadQualification.score).where(LeadQualification.prospect_id == thread.prospect.id)
+    )
     first = correct_label(session, row_id, "interested", "sam", now=NOW)
+    lead = session.scalar(select(LeadQualification).where(LeadQualification.prospect_id == thread.prospect.id))
+    assert lead.score > score_before  # the score follows the corrected label at once, not at the nightly pass
+    assert any("positive reply" in reason["text"] for reason in lead.explanation["reasons"])
     later = NOW + timedelta(minutes=5)
     second = correct_label(session, row_id, Intent.QUESTION, "lee", now=later)
 
