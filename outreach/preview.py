@@ -31,6 +31,7 @@ from outreach.campaigns import (
 from outreach.config import load_settings
 from outreach.content_lint import LintWarning, lint_message
 from outreach.demo_files import attachments_for
+from outreach.dkim import signer
 from outreach.errors import OutreachError
 from outreach.generator import (
     Choice,
@@ -353,8 +354,9 @@ def send_test_preview(
         list_unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER, in_reply_to=None, references=(), date=now,
     )  # fmt: skip
     message = build_message(spec)
+    sign = signer(session, box.from_address, load_settings().secret_keys())  # signed as the real touch would be
     with SmtpConnection(smtp_settings(box)) as connection:
-        result = connection.send(message, box.from_address, to)
+        result = connection.send(sign(message) if sign else message, box.from_address, to)
     if not result.sent:
         raise OutreachError(f"mailbox {box.name}: the server did not accept the test email ({result.detail})")
     return SentTest(spec.message_id, to, result.detail)

@@ -21,6 +21,7 @@ from outreach.cli import app
 from outreach.config import Settings, load_settings
 from outreach.dkim import DkimError, DkimRecord, dns_record, generate_key, import_key, list_records
 from outreach.mailbox_actions import send_test_email
+from outreach.preview import send_test_preview
 from outreach.sending import send_tick
 from outreach.worker import JobContext, WorkerIdentity
 from tests.sending_setup import KEY, Box, launch_campaign, touch_states
@@ -131,6 +132,17 @@ def test_the_mailbox_test_email_is_signed_too(engine: Engine, settings: Settings
             send_test_email(s, "sales-1", "me@operator.example", T0, keys=settings.secret_keys())
     [raw] = sink.raw
     assert dkimpy.verify(raw, dnsfunc=dns_for(record))
+
+
+def test_the_preview_test_send_is_signed_too(engine: Engine, settings: Settings) -> None:
+    with transaction(engine) as s:
+        record = generate_key(s, "sender.example", keys=settings.secret_keys(), now=T0)
+    with RawSink() as sink:
+        [email] = launch_campaign(engine, sink.port, people=1, launch_at=T0, boxes=(Box("sales-1"),))
+        with transaction(engine, readonly=True) as s:
+            send_test_preview(s, "Load", email, "me@operator.example", T0, secret_key=KEY)
+    [raw] = sink.raw
+    assert b"Subject: [Test]" in raw and dkimpy.verify(raw, dnsfunc=dns_for(record))
 
 
 # --- the command line ----------------------------------------------------------------------------
