@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/analytics_bench.py                        # 1M events, both databases
     .venv/bin/python bench/analytics_bench.py --events 200000 --db sqlite --repeat 5
-    .venv/bin/python bench/analytics_bench.py --explain              # plans of the overview statement
+    .venv/bin/python bench/analytics_bench.py --explain              # plans of the overview's reads
+    .venv/bin/python bench/analytics_bench.py --before               # and the old overview, same run
 
 The same generated workspace goes into a fresh migrated SQLite file and a throw-away PostgreSQL database
 (raw executemany in one transaction on SQLite, COPY on PostgreSQL, then ANALYZE there as autovacuum
@@ -13,11 +14,14 @@ queued, in-doubt and failed ones for the live monitor); per email 1.5 proxy load
 person reading 30% of them (1-4 loads), 8% human clicks, 10% scanner clicks, 2% bounces, 4% replies
 (intents and sentiment), 0.5% unsubscribes, 0.05% complaints; meetings for 30% of interested replies.
 
-Timed, each as the page runs it (its own read-only transaction, results turned into the page's
-dataclasses): the overview (funnel, per campaign, daily series, per step/variant/mailbox, heatmap, time
-to reply: one statement), each of its sections alone, the reply mix, the live monitor, and the page's
-whole query set, unfiltered and with the page's filters. Baseline, same run: `SELECT count(*)` over
-engagement_events. Figures are the median of --repeat runs after one warm-up.
+Timed: the first refresh after the load (it builds the rollups from scratch: the triggers queued every
+loaded row), then a refresh after --late new events (repeated --repeat times); then, each as the page
+runs it (its own read-only transaction, results turned into the page's dataclasses): the overview read
+from the rollups (funnel, per campaign, daily series, per step/variant/mailbox, heatmap, time to reply),
+each of its sections alone, the reply mix, the live monitor, and the page's whole query set (its own
+refresh first), unfiltered and with the page's filters. --before also times the old one-statement
+overview from the raw events. Baseline, same run: `SELECT count(*)` over engagement_events. Figures
+are the median of --repeat runs after one warm-up.
 """
 
 from __future__ import annotations
@@ -35,15 +39,16 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, insert, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from db.engine import make_engine, transaction  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
-from outreach import analytics, analytics_reads  # noqa: E402
-from outreach.analytics_sql import BRANCHES, Filters  # noqa: E402
+from db.models import EngagementEvent, LeadStageChange, ResponseAnalysis  # noqa: E402
+from outreach import analytics, analytics_reads, analytics_rollup  # noqa: E402
+from outreach.analytics_sql import Filters  # noqa: E402
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 PG_ADMIN = os.environ.get("OUTREACH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -278,14 +283,16 @@ def query_sets(engine: Engine, filters: Filters) -> dict[str, Callable[[], Any]]
             lambda s: s.execute(text("SELECT count(*) FROM engagement_events")).scalar()
         ),
     }
-    for name in BRANCHES:
+    for name in analytics.SECTIONS:
         sets[f"  section alone: {name}"] = run(analytics.overview, filters, NOW, (name,))
-    sets["overview (all sections, one statement)"] = run(analytics.overview, filters, NOW)
+    sets["overview (rollups; refresh finds nothing queued)"] = run(analytics.overview, filters, NOW)
     sets["reply mix (intent, sentiment)"] = run(analytics_reads.reply_mix, filters)
     sets["live monitor"] = run(analytics_reads.live_monitor, NOW)
     sets["filter options"] = run(analytics_reads.filter_options)
 
     def page() -> None:
+        with transaction(engine) as s:  # what the page does first: its own (empty) refresh
+            analytics_rollup.refresh(s)
         with transaction(engine, readonly=True) as s:
             analytics_reads.filter_options(s)
             analytics.overview(s, filters, NOW)
@@ -296,24 +303,73 @@ def query_sets(engine: Engine, filters: Filters) -> dict[str, Callable[[], Any]]
     return sets
 
 
+FIRST_DAY = (NOW - timedelta(days=121)).date()
 FILTER_SETS = {
     "unfiltered (all time, all campaigns)": Filters(),
+    "page default (dates spanning every send)": Filters(start=FIRST_DAY, end=NOW.date()),
     "last 30 days": Filters(start=(NOW - timedelta(days=29)).date(), end=NOW.date()),
     "one campaign + one list": Filters(campaign_id=2, list_id=2),
+    "one list (a quarter of the prospects)": Filters(list_id=2),
+    "one list, last 30 days (funnel from the facts)": Filters(
+        start=(NOW - timedelta(days=29)).date(), end=NOW.date(), list_id=2
+    ),
     "one mailbox, last 30 days": Filters(start=(NOW - timedelta(days=29)).date(), end=NOW.date(), mailbox_id=3),
 }
 
 
+def late_rows(engine: Engine, n: int, rnd: random.Random) -> None:
+    """`n` new engagement events on random sent emails (opens, clicks, a few bounces, unsubscribes), 2% of
+    them with a reply, and a meeting for some: what arrives between two refreshes."""
+    with transaction(engine) as s:
+        touches = s.execute(
+            text("SELECT c.id, c.enrollment_id, e.campaign_id, e.prospect_id FROM communication_log c "
+                 "JOIN enrollments e ON e.id = c.enrollment_id WHERE c.state = 'sent' ORDER BY c.id DESC LIMIT 20000")
+        ).all()  # fmt: skip
+        events, replies, stages = [], [], []
+        for _ in range(n):
+            touch, enr, camp, pid = rnd.choice(touches)
+            kind = rnd.choices(["open", "click", "bounce", "unsubscribe"], [80, 15, 3, 2])[0]
+            events.append({"kind": kind, "occurred_at": NOW, "communication_id": touch, "enrollment_id": enr,
+                           "campaign_id": camp, "prospect_id": pid, "is_machine": rnd.random() < 0.5})  # fmt: skip
+            if rnd.random() < 0.02:
+                replies.append({"message_id": f"<late-{uuid.uuid4().hex}@x>", "kind": "reply",
+                                "communication_id": touch, "prospect_id": pid, "campaign_id": camp, "received_at": NOW,
+                                "intent": rnd.choice(INTENTS), "sentiment": 0.5})  # fmt: skip
+                stages.append({"prospect_id": pid, "from_stage": "interested", "to_stage": "meeting",
+                               "reason": "bench", "created_at": NOW})  # fmt: skip
+        s.execute(insert(EngagementEvent), events)
+        if replies:
+            s.execute(insert(ResponseAnalysis), replies)
+            s.execute(insert(LeadStageChange), stages)
+
+
+def refresh_once(engine: Engine) -> str | None:
+    with transaction(engine) as s:
+        return analytics_rollup.refresh(s)
+
+
 def explain(engine: Engine, filters: Filters) -> str:
-    from outreach.analytics_sql import overview_statement
+    """Plans of the overview's reads (SQLite: EXPLAIN QUERY PLAN; PostgreSQL: EXPLAIN ANALYZE)."""
+    from outreach import analytics_rollup_reads as reads
 
     with transaction(engine, readonly=True) as s:
-        stmt = overview_statement(filters, analytics.tracking(s))
-    compiled = stmt.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
+        narrowed, trk = reads.effective(s, filters), analytics.tracking(s)
+    statements = [reads.days_statement(narrowed, trk), reads.dims_statement(narrowed, trk),
+                  reads.heat_statement(narrowed), reads.people_statement(narrowed, trk)]  # fmt: skip
     prefix = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN (ANALYZE, BUFFERS) "
+    out = []
     with engine.connect() as conn:
-        rows = conn.exec_driver_sql(prefix + str(compiled)).all()
-    return "\n".join(" | ".join(str(c) for c in row) for row in rows)
+        for stmt in statements:
+            compiled = stmt.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
+            rows = conn.exec_driver_sql(prefix + str(compiled)).all()
+            out.append("\n".join(" | ".join(str(c) for c in row) for row in rows))
+    return "\n--\n".join(out)
+
+
+def _line(name: str, wall: float, cpu: float, runs: list[float]) -> None:
+    each = ", ".join(f"{r * 1000:.0f}" for r in runs)
+    print(f"{name:<52} wall {wall * 1000:8.1f} ms  cpu {cpu * 1000:8.1f} ms  runs {each}  "
+          f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
 
 
 def main() -> None:
@@ -324,6 +380,8 @@ def main() -> None:
     parser.add_argument("--explain", action="store_true")
     parser.add_argument("--no-warmup", action="store_true", help="time the first run too (a cold page)")
     parser.add_argument("--only", choices=list(FILTER_SETS), nargs="*")
+    parser.add_argument("--late", type=int, nargs="*", default=[1000], help="new events before a timed refresh")
+    parser.add_argument("--before", action="store_true", help="also time the old overview from raw events")
     args = parser.parse_args()
     print(f"date {date.today()}  load average {os.getloadavg()}  cores {os.cpu_count()}")
     started = time.perf_counter()
@@ -336,15 +394,32 @@ def main() -> None:
                 started = time.perf_counter()
                 (load_sqlite if kind == "sqlite" else load_postgresql)(engine, tables)
                 print(f"\n== {kind}: loaded in {time.perf_counter() - started:.1f} s, load average {os.getloadavg()}")
+                wall, cpu, runs = _timed(lambda e=engine: refresh_once(e), 1, False)
+                _line("rollups built from scratch (first refresh)", wall, cpu, runs)
+                rnd = random.Random(1)
+                for n in args.late:
+                    walls, cpus = [], []
+                    for _ in range(args.repeat):
+                        late_rows(engine, n, rnd)
+                        wall, cpu, _runs = _timed(lambda e=engine: refresh_once(e), 1, False)
+                        walls.append(wall)
+                        cpus.append(cpu)
+                    _line(f"refresh after {n:,} new events", statistics.median(walls), statistics.median(cpus), walls)
                 for label, filters in FILTER_SETS.items():
                     if args.only and label not in args.only:
                         continue
-                    print(f"-- {label}")
+                    print(f"-- {label}", flush=True)
                     for name, fn in query_sets(engine, filters).items():
-                        wall, cpu, runs = _timed(fn, args.repeat, not args.no_warmup)
-                        each = ", ".join(f"{r * 1000:.0f}" for r in runs)
-                        print(f"{name:<52} wall {wall * 1000:8.1f} ms  cpu {cpu * 1000:8.1f} ms  "
-                              f"runs {each}  load {os.getloadavg()[0]:.1f}")  # fmt: skip
+                        _line(name, *_timed(fn, args.repeat, not args.no_warmup))
+                    if args.before:
+                        before = query_sets(engine, filters)["baseline: SELECT count(*) FROM engagement_events"]
+                        _line("  (baseline again)", *_timed(before, 1, False))
+
+                        def old(e: Engine = engine, f: Filters = filters) -> Any:
+                            with transaction(e, readonly=True) as s:
+                                return analytics.recount(s, f, NOW)
+
+                        _line("BEFORE: overview from raw events (one statement)", *_timed(old, 1, False))
                     if args.explain:
                         print(explain(engine, filters))
                 print(f"load average after {os.getloadavg()}")

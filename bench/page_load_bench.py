@@ -4,13 +4,15 @@
     .venv/bin/python bench/page_load_bench.py --events 200000 --rounds 2
 
 The big workspace is analytics_bench's generated one (10 campaigns with A/B steps, ~400,000 sent
-emails, 1,000,000 engagement events, replies, stage changes) loaded into a fresh SQLite data dir. The
+emails, 1,000,000 engagement events, replies, stage changes) loaded into a fresh SQLite data dir, its
+Analytics rollups built as the worker keeps them. The
 baseline, measured in the same run, is the same pages on an empty workspace. Each workspace runs under
 `outreach up` exactly as a user starts it; headless Chromium (Debian's) logs in and visits every page
 from the sidebar, `--rounds` times. A page's load time is from the click on its name to the moment the
 page is drawn: its title shown, no script running, nothing stale or skeleton on screen (the same test
 the browser tests wait for). The first round includes each page's first run in the process (imports,
-cached resources); the table gives the first visit and the median of the later ones. Target: 2 s.
+cached resources); the table gives the first visit and the median of the later ones, and the 1-minute
+load average at the visits. Target: 2 s, first visit included.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from analytics_bench import generate, load_sqlite  # noqa: E402
+from analytics_bench import generate, load_sqlite, refresh_once  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402
 
@@ -56,6 +58,9 @@ def seed(workdir: Path, events: int) -> dict[str, int]:
         load_sqlite(engine, tables)
         counts = {name: len(rows) for name, rows in tables.rows.items()}
         _real_definitions(engine)
+        # The Analytics rollups as a running worker keeps them: built here, not by the worker's first tick
+        # (one long write transaction that would hold the database while the dashboard starts).
+        refresh_once(engine)
     engine.dispose()
     return counts
 
@@ -101,7 +106,8 @@ def visit(page: Page, title: str) -> float:
     return idle - started
 
 
-def measure(workdir: Path, rounds: int) -> dict[str, list[float]]:
+def measure(workdir: Path, rounds: int, loads: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
+    """Each page's load times, visit by visit; `loads` gets the 1-minute load average at each visit."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     times: dict[str, list[float]] = {title: [] for title in ui.PAGES}
     with running_up(workdir) as up, sync_playwright() as playwright:
@@ -113,6 +119,8 @@ def measure(workdir: Path, rounds: int) -> dict[str, list[float]]:
         for round_ in range(rounds):
             for title in ui.PAGES:
                 times[title].append(visit(page, title))
+                if loads is not None:
+                    loads.setdefault(title, []).append(os.getloadavg()[0])
                 if round_ == rounds - 1:  # what was measured: errors on the page, and a picture of it
                     shown = page.locator(ui.ALERT_ERROR).all_inner_texts()
                     if shown:
@@ -125,6 +133,13 @@ def measure(workdir: Path, rounds: int) -> dict[str, list[float]]:
 def summary(samples: list[float]) -> tuple[float, float]:
     later = samples[1:] or samples
     return samples[0], statistics.median(later)
+
+
+def verdict(first: float, later: float) -> str:
+    """Met only when the first visit in the process is within the target too, not only the later ones."""
+    if first <= TARGET_S and later <= TARGET_S:
+        return "met"
+    return "**missed** (first visit)" if later <= TARGET_S else "**missed**"
 
 
 def main() -> None:
@@ -145,20 +160,25 @@ def main() -> None:
         )
         load_before = os.getloadavg()
         baseline = measure(empty, args.rounds)
-        measured = measure(big, args.rounds)
+        loads: dict[str, list[float]] = {}
+        measured = measure(big, args.rounds, loads)
         load_after = os.getloadavg()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    machine = f"{platform.machine()}, {os.cpu_count()} cores"
+    when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    print(f"machine: {machine}; {when}")
     print(f"load average before {load_before[0]:.1f} / {load_before[1]:.1f}, after {load_after[0]:.1f} / "
           f"{load_after[1]:.1f} (1 / 5 min)")  # fmt: skip
-    print("| page | empty: first / median | big: first / median | big: max | ≤ 2 s |")
-    print("|---|---|---|---|---|")
+    print("| page | first load | later load (median) | target | verdict | empty: first / later | load avg (1 min) "
+          "| date | machine |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for title in ui.PAGES:
         b_first, b_median = summary(baseline[title])
         m_first, m_median = summary(measured[title])
-        worst = max(measured[title])
-        met = "met" if m_median <= TARGET_S else "**missed**"
-        cells = [f"{b_first:.2f} / {b_median:.2f} s", f"{m_first:.2f} / {m_median:.2f} s", f"{worst:.2f} s", met]
-        print(f"| {title} | {' | '.join(cells)} |")
+        load = f"{min(loads[title]):.1f}–{max(loads[title]):.1f}"
+        print(
+            f"| {title} | {m_first:.2f} s | {m_median:.2f} s | ≤ {TARGET_S:g} s | {verdict(m_first, m_median)} "
+            f"| {b_first:.2f} / {b_median:.2f} s | {load} | {when} | {machine} |"
+        )
 
 
 if __name__ == "__main__":

@@ -47,14 +47,22 @@ steps:
 """  # noqa: E501
 
 
-def serve(port: int) -> None:
-    """The loopback server: accept every message, count them, print the count when stdin closes."""
+def serve(port: int, latency_ms: float = 0.0) -> None:
+    """The loopback server: accept every message, count them, print the count when stdin closes.
+
+    `latency_ms` delays each answer to DATA, as a real server does while it scans and stores a message
+    (each connection waits; the server keeps serving the others meanwhile).
+    """
+    import asyncio
+
     from aiosmtpd.controller import Controller
 
     class Counting:
         count = 0
 
         async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            if latency_ms:
+                await asyncio.sleep(latency_ms / 1000)
             self.count += 1
             return "250 2.0.0 OK"
 
@@ -67,13 +75,14 @@ def serve(port: int) -> None:
     print(handler.count, flush=True)
 
 
-def start_server() -> tuple[subprocess.Popen[str], int]:
+def start_server(latency_ms: float = 0.0) -> tuple[subprocess.Popen[str], int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+        [sys.executable, __file__, "--serve", str(port), "--server-latency-ms", str(latency_ms)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
         raise SystemExit("the SMTP server did not start")
@@ -179,9 +188,10 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="profile ours and print the top functions")
     parser.add_argument("--concurrency", type=int, default=1, help="SMTP connections per send tick (worker option)")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--server-latency-ms", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve)
+        serve(args.serve, args.server_latency_ms)
         return
     with tempfile.TemporaryDirectory(prefix="outreach-send-bench-") as tmp:
         workdir = Path(tmp)

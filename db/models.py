@@ -388,6 +388,7 @@ class Enrollment(Timestamped, Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "prospect_id"),
         Index("ix_enrollments_state_next_due_at", "state", "next_due_at"),
+        Index("ix_enrollments_campaign_id_state", "campaign_id", "state"),  # the campaign list's counts (0018)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -413,12 +414,14 @@ class CommunicationLog(Timestamped, Base):
         Index("ix_communication_log_state_lease_expires_at", "state", "lease_expires_at"),
         # A mailbox's rolling limits count its recent sends: without this SQLite walks every sent touch ever.
         Index("ix_communication_log_mailbox_id_sent_at", "mailbox_id", "sent_at"),
+        # Touches by (step, state) for the campaign list, index-only (0018); serves lookups by step_id too.
+        Index("ix_communication_log_step_id_state", "step_id", "state"),
         CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"))
-    step_id: Mapped[int] = mapped_column(ForeignKey("sequence_steps.id", ondelete="CASCADE"), index=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("sequence_steps.id", ondelete="CASCADE"))
     variant_id: Mapped[int | None] = mapped_column(ForeignKey("message_variants.id", ondelete="SET NULL"), index=True)
     mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id", ondelete="SET NULL"))
     channel: Mapped[StepType] = mapped_column(str_enum(StepType, "touch_channel"))
@@ -438,6 +441,9 @@ class CommunicationLog(Timestamped, Base):
     # Set while a queued touch waits for the operator (e.g. it became later than the campaign's maximum
     # lateness while the worker was down): never claimed until confirmed (cleared) or cancelled.
     hold_reason: Mapped[str | None] = mapped_column(String(300))
+    # The end of the prospect's sending window the queued touch is claimable in (outbox rolls it to the next
+    # window once it closes); NULL until the claim first places it.
+    window_closes_at: Mapped[datetime | None]
 
 
 class TouchResolution(Base):
@@ -665,3 +671,233 @@ class ExperimentDecision(Base):
     decided_by: Mapped[str] = mapped_column(String(100))  # "auto" or the operator's user name
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class SendCounter(Base):
+    """Touches planned and sent per step and variant, kept by triggers on communication_log (migration 0016).
+
+    The planner balances variants and reads the experiment's arms from here instead of counting a
+    step's whole history on every tick.
+    """
+
+    __tablename__ = "send_counters"
+
+    step_id: Mapped[int] = mapped_column(ForeignKey("sequence_steps.id", ondelete="CASCADE"), primary_key=True)
+    variant_id: Mapped[int] = mapped_column(ForeignKey("message_variants.id", ondelete="CASCADE"), primary_key=True)
+    touches: Mapped[int] = mapped_column(Integer)
+    sent: Mapped[int] = mapped_column(Integer)  # sent or bounced, as the experiment counts them
+
+
+# --- analytics rollups (issue 8): per-email facts and pre-added counts, kept by outreach.analytics_rollup ---
+
+
+class AnalyticsDirty(Base):
+    """What changed since the last analytics refresh, written by database triggers (migration 0015).
+
+    A touch id (its email, events or replies changed), or a prospect id (time zone or meetings changed);
+    a row with neither asks for a rebuild from scratch.
+    """
+
+    __tablename__ = "analytics_dirty"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    touch_id: Mapped[int | None] = mapped_column(Integer)
+    prospect_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class AnalyticsWork(Base):
+    """The refresh's working set (kind 't' touch, 'e' enrollment, 'p' prospect), empty between refreshes."""
+
+    __tablename__ = "analytics_work"
+
+    kind: Mapped[str] = mapped_column(String(1), primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+
+
+class AnalyticsZoneHour(Base):
+    """A UTC hour on a prospect's clock: weekday * 24 + local hour, -1 for a missing or unknown zone."""
+
+    __tablename__ = "analytics_zone_hours"
+
+    tz: Mapped[str] = mapped_column(String(64), primary_key=True)  # '' for none
+    hour: Mapped[str] = mapped_column(String(13), primary_key=True)  # 'YYYY-MM-DD HH' UTC
+    slot: Mapped[int] = mapped_column(Integer)
+
+
+PEOPLE_BY_DAY = ("prev_sent", "delivered", "prev_delivered", "seen", "prev_seen", "clicked", "prev_clicked", "replied",
+                 "prev_replied", "positive", "prev_positive", "meeting_day")  # fmt: skip
+
+
+class AnalyticsTouchFact(Base):
+    """One row per sent email with its 0/1 outcomes (no FKs: a deleted touch's row is subtracted, then dropped).
+
+    Flags are already limited to delivered emails; open/click tracking is applied when read (per campaign).
+    Ids that may be missing are 0, so they can be part of the rollups' keys.
+    """
+
+    __tablename__ = "analytics_touch_facts"
+    __table_args__ = (
+        # A date range's funnel in people reads only this index (no row lookups: they cost more than the sums).
+        Index("ix_analytics_touch_facts_day_people", "day", "campaign_id", *PEOPLE_BY_DAY),
+        Index("ix_analytics_touch_facts_mailbox_id_day", "mailbox_id", "day"),
+        Index("ix_analytics_touch_facts_campaign_id_day", "campaign_id", "day"),
+        {"sqlite_with_rowid": False},  # rows stored in key order: a prospect list's emails lie together
+    )
+
+    prospect_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    touch_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False, unique=True)
+    enrollment_id: Mapped[int] = mapped_column(Integer, index=True)
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    step_id: Mapped[int] = mapped_column(Integer)
+    variant_id: Mapped[int] = mapped_column(Integer)
+    mailbox_id: Mapped[int] = mapped_column(Integer)
+    slot: Mapped[int] = mapped_column(Integer)
+    sent_at: Mapped[datetime]
+    day: Mapped[str] = mapped_column(String(10))  # UTC day of sending, 'YYYY-MM-DD'
+    delivered: Mapped[int] = mapped_column(Integer)
+    seen: Mapped[int] = mapped_column(Integer)  # a person opened or clicked
+    clicked: Mapped[int] = mapped_column(Integer)  # a person clicked
+    replied: Mapped[int] = mapped_column(Integer)
+    positive: Mapped[int] = mapped_column(Integer)
+    negative: Mapped[int] = mapped_column(Integer)
+    unsubscribed: Mapped[int] = mapped_column(Integer)
+    complained: Mapped[int] = mapped_column(Integer)
+    delay: Mapped[int] = mapped_column(Integer)  # time-to-first-reply bucket, -1 without a reply
+    # The funnel in people over a date range without grouping per person: the day of the same enrollment's
+    # previous email (with that outcome), '' for none — an enrollment counts at its first email in range.
+    prev_sent: Mapped[str] = mapped_column(String(10))
+    prev_delivered: Mapped[str] = mapped_column(String(10))
+    prev_seen: Mapped[str] = mapped_column(String(10))
+    prev_clicked: Mapped[str] = mapped_column(String(10))
+    prev_replied: Mapped[str] = mapped_column(String(10))
+    prev_positive: Mapped[str] = mapped_column(String(10))
+    meeting_day: Mapped[str] = mapped_column(String(10))  # day of the last email before the meeting, or ''
+
+
+class AnalyticsEnrollmentFact(Base):
+    """One row per enrollment with a sent email: the funnel in people (any of its emails did it)."""
+
+    __tablename__ = "analytics_enrollment_facts"
+
+    enrollment_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    prospect_id: Mapped[int] = mapped_column(Integer, index=True)
+    first_sent: Mapped[datetime]
+    delivered: Mapped[int] = mapped_column(Integer)
+    seen: Mapped[int] = mapped_column(Integer)
+    clicked: Mapped[int] = mapped_column(Integer)
+    replied: Mapped[int] = mapped_column(Integer)
+    positive: Mapped[int] = mapped_column(Integer)
+    meeting: Mapped[int] = mapped_column(Integer)
+
+
+class AnalyticsDims(Base):
+    """Emails per UTC day, step, variant, mailbox and time-to-reply bucket: tables, totals, daily series."""
+
+    __tablename__ = "analytics_dims"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    step_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    variant_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    mailbox_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    delay: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    sent: Mapped[int] = mapped_column(Integer)
+    delivered: Mapped[int] = mapped_column(Integer)
+    seen: Mapped[int] = mapped_column(Integer)
+    clicked: Mapped[int] = mapped_column(Integer)
+    replied: Mapped[int] = mapped_column(Integer)
+    positive: Mapped[int] = mapped_column(Integer)
+    negative: Mapped[int] = mapped_column(Integer)
+    unsubscribed: Mapped[int] = mapped_column(Integer)
+    complained: Mapped[int] = mapped_column(Integer)
+
+
+class AnalyticsHeat(Base):
+    """Emails per UTC day, campaign and local send slot (weekday * 24 + hour; -1 without a zone)."""
+
+    __tablename__ = "analytics_heat"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    sent: Mapped[int] = mapped_column(Integer)
+    delivered: Mapped[int] = mapped_column(Integer)
+    replied: Mapped[int] = mapped_column(Integer)
+
+
+class AnalyticsPeople(Base):
+    """The funnel in people per campaign, over all time (the page's default view)."""
+
+    __tablename__ = "analytics_people"
+
+    campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    sent: Mapped[int] = mapped_column(Integer)
+    delivered: Mapped[int] = mapped_column(Integer)
+    seen: Mapped[int] = mapped_column(Integer)
+    clicked: Mapped[int] = mapped_column(Integer)
+    replied: Mapped[int] = mapped_column(Integer)
+    positive: Mapped[int] = mapped_column(Integer)
+    meetings: Mapped[int] = mapped_column(Integer)
+
+
+class AnalyticsListMember(Base):
+    """Prospect list membership as the rollups last counted it (what to subtract when it changes)."""
+
+    __tablename__ = "analytics_list_members"
+
+    list_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    prospect_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False, index=True)
+
+
+class AnalyticsListDims(Base):
+    """analytics_dims per prospect list (a list is many-to-many with prospects: its own counts)."""
+
+    __tablename__ = "analytics_list_dims"
+
+    list_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    step_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    variant_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    mailbox_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    delay: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    sent: Mapped[int] = mapped_column(Integer)
+    delivered: Mapped[int] = mapped_column(Integer)
+    seen: Mapped[int] = mapped_column(Integer)
+    clicked: Mapped[int] = mapped_column(Integer)
+    replied: Mapped[int] = mapped_column(Integer)
+    positive: Mapped[int] = mapped_column(Integer)
+    negative: Mapped[int] = mapped_column(Integer)
+    unsubscribed: Mapped[int] = mapped_column(Integer)
+    complained: Mapped[int] = mapped_column(Integer)
+
+
+class AnalyticsListHeat(Base):
+    """analytics_heat per prospect list."""
+
+    __tablename__ = "analytics_list_heat"
+
+    list_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    sent: Mapped[int] = mapped_column(Integer)
+    delivered: Mapped[int] = mapped_column(Integer)
+    replied: Mapped[int] = mapped_column(Integer)
+
+
+class AnalyticsListPeople(Base):
+    """analytics_people per prospect list."""
+
+    __tablename__ = "analytics_list_people"
+
+    list_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    sent: Mapped[int] = mapped_column(Integer)
+    delivered: Mapped[int] = mapped_column(Integer)
+    seen: Mapped[int] = mapped_column(Integer)
+    clicked: Mapped[int] = mapped_column(Integer)
+    replied: Mapped[int] = mapped_column(Integer)
+    positive: Mapped[int] = mapped_column(Integer)
+    meetings: Mapped[int] = mapped_column(Integer)

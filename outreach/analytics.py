@@ -1,8 +1,9 @@
 """Engagement analytics: the funnel, rates with their denominators and Wilson intervals, and their breakdowns.
 
-Counting happens in the database (`outreach.analytics_sql`); this module names the groups, adds them up,
-puts each rate next to its denominator and interval, and places sends on the prospect's local clock.
-Results are frozen dataclasses, so a page can cache them.
+Counting happens in the database, over rollups kept current by `outreach.analytics_rollup` and read by
+`outreach.analytics_rollup_reads` (`recount` still counts from the raw events in one statement, as a
+second opinion); this module names the groups, adds them up and puts each rate next to its denominator
+and interval. Results are frozen dataclasses, so a page can cache them.
 
 Definitions (one place, shown on the page): *sent* = emails handed to a mail server (bounces included);
 *delivered* = sent and not bounced; *human-opened* = a person loaded the pixel or clicked — machine
@@ -17,18 +18,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from db.enums import MailboxState
 from db.models import Mailbox, MessageVariant, OutreachCampaign, SequenceStep
+from outreach import analytics_rollup, analytics_rollup_reads
+from outreach.analytics_clock import local_slot as local_slot  # re-exported: the tests place hours with it
+from outreach.analytics_clock import slot_of
 from outreach.analytics_sql import (
-    BRANCHES,
     METRICS,
     REPLY_BUCKET_EDGES,
     Filters,
@@ -215,10 +217,11 @@ class Overview:
 
 
 Sums = list[int]  # METRICS in order, while adding up
+DimKey = tuple[int, int | None, int | None, int]  # step, variant, mailbox, reply-delay bucket
 
 
 def _add(into: dict[Any, Sums], key: Any, values: Sequence[int]) -> None:
-    """Add one row's sums under `key` (plain lists: tens of thousands of rows per page)."""
+    """Add one row's sums under `key` (plain lists: thousands of rows per page)."""
     sums = into.get(key)
     into[key] = list(values) if sums is None else [a + b for a, b in zip(sums, values, strict=True)]
 
@@ -237,45 +240,97 @@ def tracking(session: Session) -> Tracking:
 # PostgreSQL's default 4 MB per sort or hash sends the per-hour sort and the per-person grouping of a
 # few hundred thousand emails to disk (EXPLAIN: "external merge"); for this transaction only.
 PG_WORK_MEM = "SET LOCAL work_mem = '64MB'"
+SECTIONS = ("hour", "dims", "campaign")  # daily series and heatmap; steps, variants, mailboxes; people
+
+
+@dataclass
+class _Groups:
+    """What the SQL returned, keyed for adding up: per UTC day, local slot (-1: no zone), dims, campaign."""
+
+    days: dict[date, Sums] = field(default_factory=dict)
+    slots: dict[int, Sums] = field(default_factory=dict)
+    dims: dict[DimKey, Sums] = field(default_factory=dict)
+    campaigns: dict[int, Sums] = field(default_factory=dict)
 
 
 def overview(
-    session: Session, filters: Filters, now: datetime, sections: tuple[str, ...] = tuple(BRANCHES)
+    session: Session, filters: Filters, now: datetime, sections: tuple[str, ...] = SECTIONS, refresh: bool = True
 ) -> Overview:
-    """Everything the page shows except the reply mix and the monitor; `sections` runs only some branches."""
+    """Everything the page shows except the reply mix and the monitor, from the rollups (refreshed first).
+
+    `sections` reads only some groups (the others come back empty)."""
+    if refresh:
+        analytics_rollup.refresh_before_read(session)
+    narrowed = analytics_rollup_reads.effective(session, filters)
+    trk = tracking(session)
+    groups = _Groups()
+    width = len(METRICS)
+    if "hour" in sections:
+        for day, *values in session.execute(analytics_rollup_reads.days_statement(narrowed, trk)):
+            _add(groups.days, date.fromisoformat(day), values)
+        for slot, sent, delivered, replied in session.execute(analytics_rollup_reads.heat_statement(narrowed)):
+            sums = [0] * width
+            sums[_I_SENT], sums[_I_DELIVERED], sums[_I_REPLIED] = int(sent), int(delivered or 0), int(replied or 0)
+            _add(groups.slots, slot, sums)
+    if "dims" in sections:
+        for step, variant, box, bucket, *values in session.execute(
+            analytics_rollup_reads.dims_statement(narrowed, trk)
+        ):
+            _add(groups.dims, (step, variant or None, box or None, bucket), values)
+    if "campaign" in sections:
+        for cid, *values in session.execute(analytics_rollup_reads.people_statement(narrowed, trk)):
+            _add(groups.campaigns, cid, values)
+    return _assemble(session, groups, filters, now, sections)
+
+
+def recount(session: Session, filters: Filters, now: datetime, sections: tuple[str, ...] = SECTIONS) -> Overview:
+    """The same overview counted from the raw events in one statement (what the page ran before the rollups:
+    seconds at a million events). Kept as a second opinion for tests and the benchmark's "before"."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text(PG_WORK_MEM))
-    hours: dict[tuple[str | None, str], Sums] = {}
-    dims: dict[tuple[int, int | None, int | None, int], Sums] = {}
-    campaigns: dict[int, Sums] = {}
+    groups = _Groups()
     width = len(METRICS)
+    slot_cache: dict[tuple[str | None, str], int] = {}
     for row in session.execute(overview_statement(filters, tracking(session), sections)):
         section, k1, k2, k3, k4, t1, t2, *values = row
         values = values[:width]
         if section == "hour":
-            _add(hours, (t1, t2), values)
+            _add(groups.days, date.fromisoformat(t2[:10]), values)
+            key = (t1, t2)
+            slot = slot_cache[key] if key in slot_cache else slot_cache.setdefault(key, slot_of(t1, t2))
+            _add(groups.slots, slot, values)
         elif section == "dims":
-            _add(dims, (k1, k2, k3, k4), values)
+            _add(groups.dims, (k1, k2, k3, k4), values)
         else:
-            _add(campaigns, k1, values)
+            _add(groups.campaigns, k1, values)
+    return _assemble(session, groups, filters, now, sections)
+
+
+_I_SENT, _I_DELIVERED, _I_REPLIED = (METRICS.index(m) for m in ("sent", "delivered", "replied"))
+
+
+def _assemble(
+    session: Session, groups: _Groups, filters: Filters, now: datetime, sections: tuple[str, ...]
+) -> Overview:
     names = _names(session)
-    heatmap, unzoned = _heatmap(hours)
+    heatmap, unzoned = _heatmap(groups.slots)
     people = [
         CampaignRow(cid, *names.campaigns.get(cid, (f"campaign {cid}", "")), Counts.from_values(sums))
-        for cid, sums in campaigns.items()
+        for cid, sums in groups.campaigns.items()
     ]
     people.sort(key=lambda r: r.campaign.lower())
     email_total: dict[int, Sums] = {}
-    for sums in (dims if "dims" in sections else hours).values():  # dims adds up every metric
+    for sums in (groups.dims if "dims" in sections else groups.days).values():  # dims adds up every metric
         _add(email_total, 0, sums)
+    dims = groups.dims
     return Overview(
         people=sum_counts(r.people for r in people),
-        emails=Counts.from_values(email_total.get(0, [0] * width)),
+        emails=Counts.from_values(email_total.get(0, [0] * len(METRICS))),
         campaigns=people,
         steps=_step_rows(dims, names),
         variants=_variant_rows(dims, names),
         mailboxes=_mailbox_rows(dims, names),
-        days=_days(hours, filters, now),
+        days=_days(groups.days, filters, now),
         heatmap=heatmap,
         unzoned_sent=unzoned,
         reply_delays=_reply_delays(dims),
@@ -365,11 +420,8 @@ def _mailbox_row(mailbox_id: int | None, counts: Counts, names: _Names) -> Mailb
     return MailboxRow(name, str(state), mailbox_health(state, reason, counts), counts)
 
 
-def _days(hours: dict[tuple[str | None, str], Sums], filters: Filters, now: datetime) -> list[DayRow]:
+def _days(by_day: dict[date, Sums], filters: Filters, now: datetime) -> list[DayRow]:
     """One row per UTC day from the first send (or the filter's start) to the last, quiet days included."""
-    by_day: dict[date, Sums] = {}
-    for (_tz, hour), sums in hours.items():
-        _add(by_day, date.fromisoformat(hour[:10]), sums)
     if not by_day:
         return []
     first = filters.start or min(by_day)
@@ -378,38 +430,17 @@ def _days(hours: dict[tuple[str | None, str], Sums], filters: Filters, now: date
     return [DayRow(day, Counts.from_values(by_day.get(day, ()))) for day in days]
 
 
-def _zone(name: str | None) -> ZoneInfo | None:
-    if not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
-
-
-def local_slot(utc_hour: str, zone: ZoneInfo) -> tuple[int, int]:
-    """(weekday, hour) on the prospect's clock for a 'YYYY-MM-DD HH' UTC bucket (daylight saving included).
-
-    Zones offset by a fraction of an hour are placed by the local time of the UTC hour's start."""
-    year, month, day, hour = int(utc_hour[:4]), int(utc_hour[5:7]), int(utc_hour[8:10]), int(utc_hour[11:13])
-    moment = datetime(year, month, day, hour, tzinfo=UTC).astimezone(zone)  # strptime is 5× slower
-    return moment.weekday(), moment.hour
-
-
-def _heatmap(hours: dict[tuple[str | None, str], Sums]) -> tuple[list[HeatCell], int]:
+def _heatmap(slots: dict[int, Sums]) -> tuple[list[HeatCell], int]:
     delivered: dict[tuple[int, int], int] = defaultdict(int)
     replied: dict[tuple[int, int], int] = defaultdict(int)
-    zones: dict[str | None, ZoneInfo | None] = {}
-    i_sent, i_delivered, i_replied = (METRICS.index(m) for m in ("sent", "delivered", "replied"))
     unzoned = 0
-    for (tz, hour), sums in hours.items():
-        zone = zones[tz] if tz in zones else zones.setdefault(tz, _zone(tz))
-        if zone is None:
-            unzoned += sums[i_sent]
+    for slot, sums in slots.items():
+        if slot < 0:
+            unzoned += sums[_I_SENT]
             continue
-        slot = local_slot(hour, zone)
-        delivered[slot] += sums[i_delivered]
-        replied[slot] += sums[i_replied]
+        cell = divmod(slot, 24)
+        delivered[cell] += sums[_I_DELIVERED]
+        replied[cell] += sums[_I_REPLIED]
     cells = [
         HeatCell(day, hour, Rate.of_counts(replied[(day, hour)], delivered[(day, hour)]))
         for day in range(7)
@@ -427,7 +458,7 @@ def _bucket_label(i: int) -> str:
     return f"over {span(edges[-1])}" if i >= len(REPLY_BUCKET_EDGES) else f"{span(edges[i])}–{span(edges[i + 1])}"
 
 
-def _reply_delays(dims: dict[tuple[int, int | None, int | None, int], Sums]) -> list[ReplyDelay]:
+def _reply_delays(dims: dict[DimKey, Sums]) -> list[ReplyDelay]:
     found: dict[int, int] = defaultdict(int)
     for (_step, _variant, _box, bucket), sums in dims.items():
         if bucket is not None and bucket >= 0:

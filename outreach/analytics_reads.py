@@ -68,12 +68,11 @@ def live_monitor(session: Session, now: datetime) -> list[MonitorRow]:
     if not running:
         return []
     today = datetime.combine(now.astimezone(UTC).date(), datetime.min.time(), UTC)
-    ids = list(running)
     states: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for campaign_id, state, n in session.execute(monitor_pending_statement(ids, today)):
+    for campaign_id, state, n in session.execute(monitor_pending_statement(today)):
         states[campaign_id][str(state)] += int(n or 0)
     sent = {cid: (int(n or 0), last) for cid, n, last in session.execute(
-        monitor_sent_statement(ids, now - timedelta(days=MONITOR_DAYS), today))}  # fmt: skip
+        monitor_sent_statement(now - timedelta(days=MONITOR_DAYS), today))}  # fmt: skip
     rows = []
     for cid, name in sorted(running.items(), key=lambda kv: kv[1].lower()):
         counts = states[cid]

@@ -1,4 +1,9 @@
-"""The Analytics page's SQL: one row of facts per sent email, grouped by the database, never by Python.
+"""The Analytics definitions in SQL: one row of facts per sent email, grouped by the database, never by Python.
+
+The page now reads rollups of these facts (outreach.analytics_rollup keeps them, with the same
+definitions); the one-statement overview below counts from the raw events and backs
+`analytics.recount`, the tests' and the benchmark's second opinion. The reply mix and the live monitor
+are read here directly.
 
 Every figure on the page counts touches (sent emails) or people (enrollments) that have at least one
 event of a kind, so events are first folded into one row per touch (`touch_facts`). The page's
@@ -224,7 +229,7 @@ def touch_facts(filters: Filters, tracking: Tracking) -> CTE:
             _flag(and_(replied, rp.c.negative == 1)).label("negative"),
             _flag(and_(delivered, func.coalesce(rare.c.unsubscribe, 0) == 1)).label("unsubscribed"),
             _flag(and_(delivered, func.coalesce(rare.c.complaint, 0) == 1)).label("complained"),
-            _delay_bucket(c.sent_at, rp.c.first_reply_at, replied).label("reply_delay"),
+            delay_bucket(c.sent_at, rp.c.first_reply_at, replied).label("reply_delay"),
         )
         .select_from(c)
         .join(en, en.id == c.enrollment_id)
@@ -250,7 +255,7 @@ def _tracked(campaign_ids: frozenset[int]) -> ColumnElement[bool]:
     return Enrollment.campaign_id.in_(sorted(campaign_ids)) if campaign_ids else false()
 
 
-def _delay_bucket(sent_at: Any, first_reply_at: Any, replied: ColumnElement[bool]) -> ColumnElement[int]:
+def delay_bucket(sent_at: Any, first_reply_at: Any, replied: ColumnElement[bool]) -> ColumnElement[int]:
     """-1 without a reply; else i where the first reply came below REPLY_BUCKET_EDGES[i] hours (or the last)."""
     hours = hours_between(sent_at, first_reply_at)
     return case(
@@ -368,7 +373,12 @@ def reply_mix_statement(filters: Filters) -> Select[Any]:
 PENDING_STATES = (TouchState.QUEUED, TouchState.CLAIMED, TouchState.SENDING, TouchState.RETRY_WAIT)
 
 
-def monitor_pending_statement(campaign_ids: list[int], today: datetime) -> Select[Any]:
+# The monitor's reads start from the touches' state or sent_at index and are grouped per campaign; the
+# caller keeps the running campaigns. (A `campaign_id IN (running)` condition made SQLite start from the
+# enrollments' (campaign_id, prospect_id) index instead: every enrollment of every running campaign.)
+
+
+def monitor_pending_statement(today: datetime) -> Select[Any]:
     """Touches waiting, being sent or in doubt, and today's failures, per campaign and state (the state index)."""
     c = CommunicationLog
     states = [*PENDING_STATES, TouchState.IN_DOUBT, TouchState.FAILED]
@@ -376,17 +386,17 @@ def monitor_pending_statement(campaign_ids: list[int], today: datetime) -> Selec
     return (
         select(Enrollment.campaign_id, c.state, func.sum(_flag(counted)))
         .join(Enrollment, Enrollment.id == c.enrollment_id)
-        .where(c.state.in_(states), Enrollment.campaign_id.in_(campaign_ids))
+        .where(c.state.in_(states))
         .group_by(Enrollment.campaign_id, c.state)
     )
 
 
-def monitor_sent_statement(campaign_ids: list[int], since: datetime, today: datetime) -> Select[Any]:
+def monitor_sent_statement(since: datetime, today: datetime) -> Select[Any]:
     """Per campaign: sends since `today` and the last send since `since` (the sent_at index)."""
     c = CommunicationLog
     return (
         select(Enrollment.campaign_id, func.sum(_flag(c.sent_at >= today)), func.max(c.sent_at))
         .join(Enrollment, Enrollment.id == c.enrollment_id)
-        .where(c.sent_at >= since, Enrollment.campaign_id.in_(campaign_ids), c.channel == StepType.EMAIL)
+        .where(c.sent_at >= since, c.channel == StepType.EMAIL)
         .group_by(Enrollment.campaign_id)
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, case, exists, func, insert, select
+from sqlalchemy import Select, exists, func, insert, select
 from sqlalchemy.orm import Session
 
 from db.enums import (
@@ -46,6 +46,7 @@ from db.models import (
     ProspectList,
     ProspectListMember,
     ResponseAnalysis,
+    SendCounter,
     SequenceStep,
     Task,
 )
@@ -60,7 +61,7 @@ from outreach.mailer import MessageError, check_address
 from outreach.ramp import effective_daily_limit
 from outreach.schedule import SendRules, touch_jitter_key
 from outreach.sequence import Definition, Step, Variant, from_data, template_fields, to_data
-from outreach.suppression import SuppressionIndex, is_suppressed
+from outreach.suppression import SuppressionIndex, suppressed_among
 from outreach.templating import TemplateError
 
 CAPTURE_MAILBOX = "capture"
@@ -109,6 +110,16 @@ class LaunchCheck:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+@dataclass
+class _PlanBatch:
+    """What one planning pass reads once and writes once: prospects, suppressions, counts, the new touches."""
+
+    prospects: dict[int, Prospect] = field(default_factory=dict)
+    suppressed: set[str] = field(default_factory=set)
+    counts: dict[int, Counter[int]] = field(default_factory=dict)  # step → variant → touches (balancing)
+    touches: list[dict[str, Any]] = field(default_factory=list)  # rows for one multi-row insert
 
 
 @dataclass(frozen=True)
@@ -483,15 +494,16 @@ class CampaignManager:
         return choose_variant(found, active, counts, key)
 
     def _variant_counts(self, step_id: int) -> Counter[int]:
-        """Touches per variant of a step (what balancing needs); the sent ones are kept for the experiment."""
-        sent = func.sum(case((CommunicationLog.state.in_([TouchState.SENT, TouchState.BOUNCED]), 1), else_=0))
+        """Touches per variant of a step (what balancing needs); the sent ones are kept for the experiment.
+
+        Read from the counters the log's triggers keep (migration 0016): one row per variant, whatever
+        the size of the step's history.
+        """
         rows = self.session.execute(
-            select(CommunicationLog.variant_id, func.count(), sent)
-            .where(CommunicationLog.step_id == step_id)
-            .group_by(CommunicationLog.variant_id)
+            select(SendCounter.variant_id, SendCounter.touches, SendCounter.sent).where(SendCounter.step_id == step_id)
         ).all()
-        self._sent[step_id] = {vid: int(n_sent or 0) for vid, _n, n_sent in rows if vid is not None}
-        return Counter({variant_id: n for variant_id, n, _sent in rows if variant_id is not None})
+        self._sent[step_id] = {vid: sent for vid, _n, sent in rows}
+        return Counter({vid: n for vid, n, _sent in rows})
 
     def _condition_met(self, enrollment: Enrollment, condition: StepCondition) -> bool:
         if condition is StepCondition.ALWAYS:
@@ -543,14 +555,22 @@ class CampaignManager:
             query = query.with_for_update(skip_locked=True, of=Enrollment)
         result = Counter[str]()
         campaigns: dict[int, tuple[OutreachCampaign, Definition]] = {}
-        counts: dict[int, Counter[int]] = {}
-        for enrollment in self.session.scalars(query).all():
+        batch = _PlanBatch()
+        enrollments = self.session.scalars(query).all()
+        if enrollments:  # read once for the batch: the prospects, and which of them are suppressed
+            wanted = {e.prospect_id for e in enrollments}
+            batch.prospects = {p.id: p for p in self.session.scalars(select(Prospect).where(Prospect.id.in_(wanted)))}
+            emails = [p.email_normalized for p in batch.prospects.values()]
+            batch.suppressed = suppressed_among(self.session, emails, self.secret_key)
+        for enrollment in enrollments:
             if enrollment.campaign_id not in campaigns:
                 campaign = self.session.get(OutreachCampaign, enrollment.campaign_id)
                 assert campaign is not None
                 campaigns[enrollment.campaign_id] = (campaign, definition_of(campaign))
             campaign, definition = campaigns[enrollment.campaign_id]
-            result[self._plan_one(enrollment, campaign, definition, counts, now)] += 1
+            result[self._plan_one(enrollment, campaign, definition, batch, now)] += 1
+        if batch.touches:  # one multi-row insert (the counters' trigger then runs once for all of them)
+            self.session.execute(insert(CommunicationLog), batch.touches)
         return PlanResult(**{k: v for k, v in result.items() if k in PlanResult.__dataclass_fields__})
 
     def _plan_one(
@@ -558,12 +578,13 @@ class CampaignManager:
         enrollment: Enrollment,
         campaign: OutreachCampaign,
         definition: Definition,
-        counts: dict[int, Counter[int]],
+        batch: _PlanBatch,
         now: datetime,
     ) -> str:
-        prospect = self.session.get(Prospect, enrollment.prospect_id)
+        prospect = batch.prospects.get(enrollment.prospect_id)
         assert prospect is not None
-        if is_suppressed(self.session, prospect.email_normalized, self.secret_key):
+        counts = batch.counts
+        if prospect.email_normalized in batch.suppressed:
             stop_enrollment(self.session, enrollment.id, StopReason.SUPPRESSED, now)
             return "stopped"
         steps = list(campaign.steps)
@@ -582,27 +603,33 @@ class CampaignManager:
         counts[step_row.id][variant_row.id] += 1
         variant = next(v for v in step.variants if v.name == variant_row.name)
         previous = self._previous_touch(enrollment.id) if step.thread else None
-        touch = CommunicationLog(
-            enrollment_id=enrollment.id, step_id=step_row.id, variant_id=variant_row.id,
-            mailbox_id=enrollment.mailbox_id if step.type is StepType.EMAIL else None,
-            channel=step.type, state=TouchState.QUEUED, due_at=enrollment.next_due_at or now,
-            in_reply_to=previous.message_id if previous else None, created_at=now, updated_at=now,
-        )  # fmt: skip
+        values: dict[str, Any] = {
+            "enrollment_id": enrollment.id, "step_id": step_row.id, "variant_id": variant_row.id,
+            "mailbox_id": enrollment.mailbox_id if step.type is StepType.EMAIL else None,
+            "channel": step.type, "state": TouchState.QUEUED, "due_at": enrollment.next_due_at or now,
+            "in_reply_to": previous.message_id if previous else None, "created_at": now, "updated_at": now,
+            "subject": None, "body_text": None, "body_html": None, "last_error": None,
+        }  # fmt: skip
         outcome = "queued" if step.type is StepType.EMAIL else "tasks"
         try:
             rendered = render_for_enrollment(
                 self.session, campaign, definition, enrollment.next_step, variant, prospect, enrollment.id, now,
                 thread_subject=previous.subject if previous else None,
             )  # fmt: skip
-            touch.subject, touch.body_text, touch.body_html = rendered.subject, rendered.text, rendered.html
+            values.update(subject=rendered.subject, body_text=rendered.text, body_html=rendered.html)
         except TemplateError as exc:
-            touch.state, touch.last_error = TouchState.FAILED, f"render failed: {exc}"
+            values.update(state=TouchState.FAILED, last_error=f"render failed: {exc}")
             outcome = "failed"
-        self.session.add(touch)
-        self.session.flush()
+        touch = None
+        if outcome == "tasks":  # the task points to its touch: this one is inserted now, for its id
+            touch = CommunicationLog(**values)
+            self.session.add(touch)
+            self.session.flush()
+        else:  # inserted with the batch's other touches (schedule_communications)
+            batch.touches.append(values)
         enrollment.next_step += 1
         enrollment.next_due_at = None  # the next step is scheduled from this touch's actual send time
-        if outcome == "tasks":
+        if touch is not None:
             self.session.add(
                 Task(
                     type=TaskType(step.type.value), communication_id=touch.id, prospect_id=prospect.id,

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
 
-from db.enums import CampaignState, EventKind, ExperimentAction, Intent, ResponseKind, StepType, TouchState
+from db.enums import CampaignState, EventKind, ExperimentAction, Intent, ResponseKind, StepType
 from db.models import (
     CommunicationLog,
     EngagementEvent,
@@ -28,6 +28,7 @@ from db.models import (
     MessageVariant,
     OutreachCampaign,
     ResponseAnalysis,
+    SendCounter,
     SequenceStep,
 )
 from outreach.errors import OutreachError
@@ -114,16 +115,9 @@ def plan_of(settings: Experiment) -> Plan:
 
 
 def _sent_counts(session: Session, step_id: int) -> dict[int, int]:
-    rows = session.execute(
-        select(CommunicationLog.variant_id, func.count())
-        .where(
-            CommunicationLog.step_id == step_id,
-            CommunicationLog.state.in_([TouchState.SENT, TouchState.BOUNCED]),
-            CommunicationLog.variant_id.is_not(None),
-        )
-        .group_by(CommunicationLog.variant_id)
-    )
-    return {variant_id: n for variant_id, n in rows}
+    """Sent (or bounced) touches per variant, from the counters the log's triggers keep (migration 0016)."""
+    rows = session.execute(select(SendCounter.variant_id, SendCounter.sent).where(SendCounter.step_id == step_id))
+    return {variant_id: n for variant_id, n in rows if n}
 
 
 def metric_counts(

@@ -94,11 +94,12 @@ class OutgoingMessage:
     attachments: tuple[Attachment, ...] = ()  # after the text (and HTML) parts, in a multipart/mixed
 
 
+_BAD_CHARACTER = re.compile("[\x00-\x08\x0a-\x1f\x7f" + "".join(sorted(_LINE_BREAKS)) + "]")  # controls but tab
+
+
 def _bad_character(value: str) -> str | None:
-    for char in value:
-        if (ord(char) < 32 and char != "\t") or char == "\x7f" or char in _LINE_BREAKS:
-            return char
-    return None
+    found = _BAD_CHARACTER.search(value)
+    return found.group() if found else None
 
 
 def check_header_value(field: str, value: str) -> str:
@@ -316,16 +317,22 @@ def _set_boundaries(msg: EmailMessage, message_id: str, bodies: tuple[str, ...])
     """MIME boundaries derived from the Message-ID, so one touch always has the same bytes.
 
     The email package draws a random boundary when it writes a multipart message, which would make the
-    preview differ from what is sent. A boundary must not occur in the content: it starts with "=_",
-    which quoted-printable (it writes "=" as "=3D") and base64 can never produce, so only a 7bit body
-    could contain it — then the next salt is taken.
+    preview differ from what is sent.
     """
     for index, part in enumerate(p for p in msg.walk() if p.is_multipart()):
-        salt = 0
-        while True:
-            digest = hashlib.sha256(f"{message_id}:{index}:{salt}".encode()).hexdigest()[:32]
-            boundary = f"=_outreach_{digest}"
-            if not any(boundary in body for body in bodies):
-                break
-            salt += 1
-        part.set_boundary(boundary)
+        part.set_boundary(boundary_for(message_id, index, bodies))
+
+
+def boundary_for(message_id: str, index: int, bodies: tuple[str, ...]) -> str:
+    """The boundary of the message's `index`-th multipart part (outreach.mailbytes writes the same).
+
+    A boundary must not occur in the content: it starts with "=_", which quoted-printable (it writes "="
+    as "=3D") and base64 can never produce, so only a 7bit body could contain it — then the next salt is taken.
+    """
+    salt = 0
+    while True:
+        digest = hashlib.sha256(f"{message_id}:{index}:{salt}".encode()).hexdigest()[:32]
+        boundary = f"=_outreach_{digest}"
+        if not any(boundary in body for body in bodies):
+            return boundary
+        salt += 1

@@ -14,13 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.enums import CampaignState, EnrollmentState, MailboxState, StepType, SuppressionKind, TouchState
-from db.models import CommunicationLog, Enrollment, Mailbox, OutreachCampaign, Suppression
+from db.models import CommunicationLog, Enrollment, Mailbox, OutreachCampaign, Prospect, Suppression
 from outreach.errors import ConfigError
+from outreach.lateness import max_lateness
 from outreach.ramp import effective_daily_limit
+from outreach.sequence import Definition, DefinitionError, from_data
 
 CLAIMABLE = (TouchState.QUEUED, TouchState.RETRY_WAIT)
 IN_FLIGHT = (TouchState.CLAIMED, TouchState.SENDING)
@@ -116,6 +118,91 @@ def _due(now: datetime) -> list[ColumnElement[bool]]:
     ]
 
 
+def _window_open(now: datetime) -> ColumnElement[bool]:
+    """The prospect's window is open: the touch's stamped window has not closed (NULL: a late touch that
+    waits for its hold, see roll_windows)."""
+    return or_(CommunicationLog.window_closes_at.is_(None), CommunicationLog.window_closes_at > now)
+
+
+def _to_roll(now: datetime) -> list[ColumnElement[bool]]:
+    """Due touches not placed in a window yet, or whose window closed while they waited."""
+    return [
+        *_due(now),
+        or_(CommunicationLog.window_closes_at.is_(None), CommunicationLog.window_closes_at <= now),
+    ]
+
+
+def roll_windows(session: Session, now: datetime) -> int:
+    """Place every due touch in its prospect's window, one statement per prospect group, before the claim.
+
+    A touch keeps its due time inside the window open now; one due before it (its window closed while it
+    waited behind the limits, or never placed) becomes due at the start of the window that is open now or
+    opens next, and closes with it. So the claim only meets touches it may send now, and a closed zone's
+    backlog costs one UPDATE per window instead of a claim and a deferral per touch. The result depends on
+    the touch alone (its due time, its rules, the window sequence), not on which ticks the worker ran:
+    what `outreach.simulate` replays.
+
+    A touch that waited longer than the campaign's maximum lateness for this (since its due time, or since
+    its window closed) is not moved: no worker ran meanwhile, and moving it would hide that. It is left
+    claimable whatever the window (NULL), so the send path checks it as before: held for the operator when
+    its mailbox was silent that long too (lateness.late_reason), else sent or deferred into its window. A
+    running worker places each touch within a tick of its due time or window end, so it never meets this.
+    """
+    groups = session.execute(
+        select(Enrollment.campaign_id, Prospect.timezone, Prospect.country)
+        .select_from(CommunicationLog)
+        .join(Enrollment, Enrollment.id == CommunicationLog.enrollment_id)
+        .join(Prospect, Prospect.id == Enrollment.prospect_id)
+        .where(*_to_roll(now))
+        .group_by(Enrollment.campaign_id, Prospect.timezone, Prospect.country)
+    ).all()
+    if not groups:
+        return 0
+    definitions: dict[int, Definition] = {}
+    for campaign_id, data in session.execute(
+        select(OutreachCampaign.id, OutreachCampaign.definition).where(OutreachCampaign.id.in_({g[0] for g in groups}))
+    ):
+        try:
+            definitions[campaign_id] = from_data(data)
+        except DefinitionError:  # not placed: claimed as it comes, and the send path decides as before
+            continue
+    rolled = 0
+    for campaign_id, tz, country in groups:
+        if campaign_id not in definitions:
+            continue
+        schedule = definitions[campaign_id].schedule
+        start, end = schedule.rules_for(tz, country).window_around(now)
+        limit = max_lateness(schedule.max_lateness)
+        waited_since = case(  # its due time, or the end of the window it was placed in, whichever is later
+            (CommunicationLog.window_closes_at > CommunicationLog.due_at, CommunicationLog.window_closes_at),
+            else_=CommunicationLog.due_at,
+        )
+        on_time = waited_since >= now - limit
+        in_group = exists().where(
+            Enrollment.id == CommunicationLog.enrollment_id,
+            Enrollment.campaign_id == campaign_id,
+            Prospect.id == Enrollment.prospect_id,
+            Prospect.timezone.is_not_distinct_from(tz),
+            Prospect.country.is_not_distinct_from(country),
+        )
+        moves = or_(on_time, CommunicationLog.window_closes_at.is_not(None))  # a late one is unplaced once
+        which: list[ColumnElement[bool]] = [*_to_roll(now), in_group, moves]
+        if session.get_bind().dialect.name == "postgresql":  # a row another worker holds is theirs to roll
+            picked = select(CommunicationLog.id).where(*which).with_for_update(skip_locked=True, of=CommunicationLog)
+            which = [CommunicationLog.id.in_(select(picked.cte("to_roll").c.id)), *_to_roll(now)]
+        rolled += session.execute(
+            update(CommunicationLog)
+            .where(*which)
+            .values(
+                due_at=case((on_time & (CommunicationLog.due_at < start), start), else_=CommunicationLog.due_at),
+                window_closes_at=case((on_time, end), else_=None),
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    return rolled
+
+
 def _claim(
     session: Session, conditions: list, limit: int, worker_id: str, now: datetime, lease: timedelta
 ) -> list[int]:
@@ -149,10 +236,13 @@ def claim_due(
 
     The mailbox rows are locked (PostgreSQL) while their capacity is computed and spent, so two workers
     cannot both spend the same remaining capacity; they are locked in one statement in id order, so two
-    workers never wait for each other's locks the other way round (deadlock).
+    workers never wait for each other's locks the other way round (deadlock). Only touches whose prospect's
+    window is open now are claimed (roll_windows places them first), in due-time order.
     """
+    roll_windows(session, now)
+    due = [*_due(now), _window_open(now)]
     due_mailboxes = set(
-        session.scalars(select(CommunicationLog.mailbox_id).where(*_due(now)).group_by(CommunicationLog.mailbox_id))
+        session.scalars(select(CommunicationLog.mailbox_id).where(*due).group_by(CommunicationLog.mailbox_id))
     )
     boxes = (
         session.scalars(
@@ -170,9 +260,9 @@ def claim_due(
         if left <= 0:
             break
         left = min(left, mailbox_capacity(session, mailbox, now))
-        claimed += _claim(session, [*_due(now), CommunicationLog.mailbox_id == mailbox.id], left, worker_id, now, lease)
+        claimed += _claim(session, [*due, CommunicationLog.mailbox_id == mailbox.id], left, worker_id, now, lease)
     if None in due_mailboxes and limit > len(claimed):
-        conditions = [*_due(now), CommunicationLog.mailbox_id.is_(None)]
+        conditions = [*due, CommunicationLog.mailbox_id.is_(None)]
         claimed += _claim(session, conditions, limit - len(claimed), worker_id, now, lease)
     return sorted(claimed)
 
@@ -376,8 +466,16 @@ def resolve_in_doubt(session: Session, touch_id: int, *, was_sent: bool, now: da
     return session.execute(stmt).rowcount == 1
 
 
-def defer(session: Session, touch_id: int, worker_id: str, due_at: datetime, now: datetime) -> bool:
-    """Claimed, but not to be sent now (outside the prospect's window, campaign paused): back to the queue."""
+def defer(
+    session: Session,
+    touch_id: int,
+    worker_id: str,
+    due_at: datetime,
+    now: datetime,
+    window_closes_at: datetime | None = None,
+) -> bool:
+    """Claimed, but not to be sent now (outside the prospect's window, campaign paused): back to the queue,
+    in the window [due_at, window_closes_at) when known (else the next claim places it)."""
     return _move(
         session,
         touch_id,
@@ -385,6 +483,7 @@ def defer(session: Session, touch_id: int, worker_id: str, due_at: datetime, now
         TouchState.CLAIMED,
         state=TouchState.QUEUED,
         due_at=due_at,
+        window_closes_at=window_closes_at,
         claimed_by=None,
         lease_expires_at=None,
         updated_at=now,

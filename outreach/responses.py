@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, Text, cast, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -323,11 +323,13 @@ def update_lead_status(
     *,
     now: datetime,
     by: str | None = None,
+    rescore: bool = True,
 ) -> LeadMove | None:
     """Move a prospect's lead stage; automatic moves (by=None) only forward, an operator's any way.
 
     Every move is recorded in LeadStageChange with its reason and announced to webhooks; a move that
     is not allowed, or to the stage the lead is already in, changes nothing and returns None.
+    `rescore=False`: the caller refreshes the score itself (the send path, once per batch).
     """
     lead = _lead(session, prospect_id, now)
     current = lead.stage
@@ -349,8 +351,43 @@ def update_lead_status(
          "by": by},
         now,
     )  # fmt: skip
-    refresh_scores(session, [prospect_id], now)  # a meeting, a win or a loss changes the score at once
+    if rescore:
+        refresh_scores(session, [prospect_id], now)  # a meeting, a win or a loss changes the score at once
     return LeadMove(prospect_id, current, stage, reason, by)
+
+
+def move_to_contacted(session: Session, prospect_id: int, reason: str, *, now: datetime, announce: bool) -> bool:
+    """The first email's move from "new" to "contacted": the send path's per-message lead update.
+
+    Same result as `update_lead_status(..., LeadStage.CONTACTED, reason, rescore=False)`, in two Core
+    statements when no webhook listens for stage changes (`announce=False`) and the lead is at "new";
+    every other case (a webhook to tell, no lead row yet, a lead moved on meanwhile) takes that path.
+    """
+    if not announce:
+        table = LeadQualification.__table__
+        moved = session.connection().execute(
+            update(table)
+            .where(table.c.prospect_id == prospect_id, table.c.stage == LeadStage.NEW)
+            .values(stage=LeadStage.CONTACTED, updated_at=now, explanation=_with_stage_reason(session, reason[:500]))
+        )
+        if moved.rowcount:
+            session.connection().execute(
+                insert(LeadStageChange.__table__).values(
+                    prospect_id=prospect_id, from_stage=LeadStage.NEW, to_stage=LeadStage.CONTACTED,
+                    reason=reason[:500], changed_by=None, created_at=now,
+                )
+            )  # fmt: skip
+            return True
+    return update_lead_status(session, prospect_id, LeadStage.CONTACTED, reason, now=now, rescore=False) is not None
+
+
+def _with_stage_reason(session: Session, reason: str) -> Any:
+    """The lead's explanation with an automatic stage reason, merged in SQL (the score's reasons stay)."""
+    column = LeadQualification.__table__.c.explanation
+    text_reason = cast(literal(reason), Text)
+    if session.get_bind().dialect.name == "postgresql":
+        return column.op("||")(func.jsonb_build_object("stage_reason", text_reason, "stage_by", None))
+    return func.json_set(column, "$.stage_reason", text_reason, "$.stage_by", None)
 
 
 def _lead(session: Session, prospect_id: int, now: datetime) -> LeadQualification:

@@ -326,6 +326,27 @@ def next_allowed(
     raise ScheduleError("no allowed sending day in the next two years; check the days and holidays")
 
 
+def window_around(
+    moment: datetime, *, window: Window, days: frozenset[int], tz: ZoneInfo, holidays: Container[date] = frozenset()
+) -> tuple[datetime, datetime]:
+    """The allowed window that is open at `moment`, else the next one: its own UTC [start, end), not clipped.
+
+    The claim keeps a queued touch in this window (outreach.outbox rolls it): a touch due before `start`
+    becomes due at `start`, one due inside keeps its time, and after `end` it rolls to the next window.
+    """
+    if not days:
+        raise ScheduleError("the schedule allows no days; add at least one of " + ", ".join(DAY_NAMES))
+    moment = _require_aware(moment).astimezone(UTC)
+    first_day = _local_wall(moment, tz).date() - timedelta(days=1)
+    for start, end in _first_windows(first_day, window, days, tz, holidays):
+        if moment < end:
+            return start, end
+    for start, end in _windows_from(moment, window, days, tz, holidays):  # not reached (see _first_windows)
+        if moment < end:
+            return start, end
+    raise ScheduleError("no allowed sending day in the next two years; check the days and holidays")
+
+
 def is_allowed(
     moment: datetime, *, window: Window, days: frozenset[int], tz: ZoneInfo, holidays: Container[date] = frozenset()
 ) -> bool:
@@ -341,6 +362,16 @@ def jitter_offset(key: str, limit: timedelta) -> timedelta:
         return timedelta(0)
     digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
     return timedelta(seconds=digest % (seconds + 1))
+
+
+@lru_cache(maxsize=65_536)
+def _placed(
+    earliest: datetime, delay: Delay, window: Window, days: frozenset[int], tz: ZoneInfo, holidays: Container[date]
+) -> tuple[datetime, datetime]:
+    """next_send_time before its jitter (memoized: a launch places every prospect of a zone from the same
+    moment, and a tick's sends anchor their follow-ups on the same second)."""
+    due = add_delay(earliest, delay, tz, holidays)
+    return next_allowed(due, window=window, days=days, tz=tz, holidays=holidays)
 
 
 def next_send_time(
@@ -360,8 +391,7 @@ def next_send_time(
     The delay is added (see the module rules), the result moves to the first allowed moment, then a
     deterministic jitter from `jitter_key` is added — limited so it never leaves the window.
     """
-    due = add_delay(earliest, delay, tz, holidays)
-    moment, window_end = next_allowed(due, window=window, days=days, tz=tz, holidays=holidays)
+    moment, window_end = _placed(_require_aware(earliest), delay, window, days, tz, holidays)
     if jitter_key is None:
         return moment
     room = window_end - moment - timedelta(seconds=1)  # the window end itself is outside
@@ -464,6 +494,9 @@ class SendRules:
 
     def next_allowed(self, moment: datetime) -> tuple[datetime, datetime]:
         return next_allowed(moment, window=self.window, days=self.days, tz=self.tz, holidays=self.holidays)
+
+    def window_around(self, moment: datetime) -> tuple[datetime, datetime]:
+        return window_around(moment, window=self.window, days=self.days, tz=self.tz, holidays=self.holidays)
 
     def is_allowed(self, moment: datetime) -> bool:
         return is_allowed(moment, window=self.window, days=self.days, tz=self.tz, holidays=self.holidays)

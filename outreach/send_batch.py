@@ -1,7 +1,8 @@
 """What the send path reads once per claimed batch (not once per message): touches, campaigns, suppressions.
 
-A claimed batch is loaded with one query (touch, enrollment and prospect columns), its threads' earlier
-Message-IDs with one more, and its suppressed addresses with one more. Campaigns — the parsed definition,
+A claimed batch is loaded with one query (touch, enrollment and prospect columns, the lead's stage), its
+threads' earlier Message-IDs with one more, and its suppressed addresses with one more
+(outreach.suppression.suppressed_among). Campaigns — the parsed definition,
 the postal address, tracking options — are read once per send tick. Per message, the send path then
 only writes: `sending` (guarded by the claim-time checks in the same statement) and `sent`.
 """
@@ -13,16 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.enums import CampaignState, EnrollmentState, SuppressionKind, TouchState
-from db.models import CommunicationLog, Enrollment, OutreachCampaign, Prospect, Suppression
+from db.enums import CampaignState, EnrollmentState, LeadStage, TouchState
+from db.models import CommunicationLog, Enrollment, LeadQualification, OutreachCampaign, Prospect
 from outreach.campaigns import definition_of, postal_address
 from outreach.lateness import max_lateness
 from outreach.schedule import SendRules
 from outreach.sequence import Definition
-from outreach.suppression import keyed_hash, parent_domains, plain_hash
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class Job:
     timezone: str | None
     country: str | None
     references: tuple[str, ...] = ()
+    lead_stage: LeadStage | None = None  # when the batch was read (None: no lead row yet)
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,11 @@ def load_jobs(session: Session, ids: Sequence[int]) -> list[Job]:
             Enrollment.next_step,
             Prospect.timezone,
             Prospect.country,
+            LeadQualification.stage.label("lead_stage"),
         )
         .join(Enrollment, Enrollment.id == CommunicationLog.enrollment_id)
         .join(Prospect, Prospect.id == Enrollment.prospect_id)
+        .outerjoin(LeadQualification, LeadQualification.prospect_id == Prospect.id)
         .where(CommunicationLog.id.in_(list(ids)))
         .order_by(CommunicationLog.id)
     ).all()
@@ -135,7 +138,7 @@ def load_jobs(session: Session, ids: Sequence[int]) -> list[Job]:
             Job(
                 r[0], r[1], r.campaign_id, r[3], r.mailbox_id, r.email, name, r.subject or "", r.body_text or "",
                 r.body_html, r.message_id, r.in_reply_to, r.due_at, r.state, r.paused_until, r.next_step,
-                r.timezone, r.country, refs,
+                r.timezone, r.country, refs, r.lead_stage,
             )
         )  # fmt: skip
     return jobs
@@ -157,37 +160,3 @@ def _thread_ids(session: Session, enrollment_ids: list[int]) -> dict[int, list[t
     ):
         found[enrollment_id].append((touch_id, message_id))
     return found
-
-
-# --- suppression, for a batch and per message ------------------------------------------------------
-
-
-def suppression_hashes(email: str, secret_key: str) -> tuple[list[str], list[str]]:
-    """The hashes a suppression of this address, or of its domain or a parent domain, is stored under."""
-    key = email.strip().lower()
-    domain = key.rpartition("@")[2]
-    return [plain_hash(key), keyed_hash(key, secret_key)], ([plain_hash(d) for d in parent_domains(domain)] or [""])
-
-
-def _matches(email_hashes: list[str], domain_hashes: list[str]) -> ColumnElement[bool]:
-    return or_(
-        (Suppression.kind == SuppressionKind.EMAIL) & Suppression.value_hash.in_(email_hashes),
-        (Suppression.kind == SuppressionKind.DOMAIN) & Suppression.value_hash.in_(domain_hashes),
-    )
-
-
-def suppressed_among(session: Session, emails: Sequence[str], secret_key: str) -> set[str]:
-    """The addresses (as given) that are suppressed, by address or (parent) domain: one query for a batch."""
-    by_hash: dict[str, set[str]] = defaultdict(set)
-    email_hashes: list[str] = []
-    domain_hashes: list[str] = []
-    for email in emails:
-        mine, domains = suppression_hashes(email, secret_key)
-        email_hashes += mine
-        domain_hashes += domains
-        for h in (*mine, *domains):
-            by_hash[h].add(email)
-    if not emails:
-        return set()
-    hits = session.scalars(select(Suppression.value_hash).where(_matches(email_hashes, domain_hashes)))
-    return {email for h in hits for email in by_hash.get(h, ())}

@@ -39,29 +39,24 @@ from db.enums import (
     SuppressionReason,
     TouchState,
 )
-from db.models import CommunicationLog, EngagementEvent, Enrollment, LeadQualification, Mailbox, OutreachCampaign
+from db.models import CommunicationLog, EngagementEvent, Enrollment, Mailbox, OutreachCampaign
 from outreach import dkim, outbox
 from outreach.campaigns import AUTO_PAUSE_AFTER_FAILURES, CampaignManager, step_due
 from outreach.demo_files import touch_attachments
 from outreach.enrollments import stop_enrollment
 from outreach.errors import OutreachError
 from outreach.lateness import late_reason
+from outreach.lead_scores import refresh_scores
 from outreach.link_tracking import TrackingOptions, track_touch
 from outreach.mailboxes import smtp_settings
-from outreach.mailer import MessageError, OutgoingMessage, build_message, make_message_id, sender_domain
-from outreach.responses import update_lead_status
-from outreach.send_batch import (
-    CampaignCache,
-    CampaignInfo,
-    Job,
-    load_jobs,
-    suppressed_among,
-    suppression_hashes,
-)
+from outreach.mailbytes import message_bytes
+from outreach.mailer import MessageError, OutgoingMessage, make_message_id, sender_domain
+from outreach.responses import move_to_contacted
+from outreach.send_batch import CampaignCache, CampaignInfo, Job, load_jobs
 from outreach.smtp_transport import MailboxUnavailable, SendResult, SmtpConnection, Verdict
-from outreach.suppression import suppress
+from outreach.suppression import suppress, suppressed_among, suppression_hashes
 from outreach.tokens import LinkToken, Purpose, sign
-from outreach.webhooks import emit_event
+from outreach.webhooks import emit_event, listens_for
 from outreach.worker import JobContext, stopping
 
 log = logging.getLogger("outreach.sending")
@@ -127,6 +122,7 @@ class Hold:
     kind: str
     detail: str = ""
     when: datetime | None = None
+    closes: datetime | None = None  # a deferral into the prospect's next window: that window's end
 
 
 @dataclass(frozen=True)
@@ -158,6 +154,7 @@ class Deliverer:
         self.failed: set[int] = set()  # campaigns whose failure count this delivery raised
         self._sender_domain: str | None = None
         self.last_send: datetime | None = None  # this mailbox's latest send (see lateness.late_reason)
+        self._stage_webhooks: bool | None = None
 
     # --- deciding and building (no database writes) -------------------------------------------------
 
@@ -172,7 +169,8 @@ class Deliverer:
             return Hold("hold", late)
         rules = self.campaigns.rules(info, job)
         if not rules.is_allowed(now):  # the same rules (holidays included) that planned it, and simulate it
-            return Hold("defer", when=rules.next_allowed(now)[0])
+            start, end = rules.next_allowed(now)  # the claim keeps it out until then (outbox.roll_windows)
+            return Hold("defer", when=start, closes=end)
         return None
 
     def _build(self, info: CampaignInfo, job: Job, box: Mailbox, now: datetime) -> Ready:
@@ -195,7 +193,7 @@ class Deliverer:
             attachments=touch_attachments(self.engine, info.definition, job.touch_id, self.ctx.settings.data_dir),
         )  # fmt: skip
         # Built once, and finalized here: DKIM signs the exact bytes that go on the wire.
-        return Ready(job, message_id, list(tracked.links), self.sign(build_message(spec)))
+        return Ready(job, message_id, list(tracked.links), self.sign(message_bytes(spec)))
 
     def _domain(self, box: Mailbox) -> str:
         """The sender's domain for Message-IDs, validated once per delivery rather than per message."""
@@ -220,7 +218,7 @@ class Deliverer:
             outbox.cancel_claimed(s, job.touch_id, self.worker, hold.detail, now)
             self.report.count("cancelled")
         elif hold.kind == "defer":
-            outbox.defer(s, job.touch_id, self.worker, hold.when or now, now)
+            outbox.defer(s, job.touch_id, self.worker, hold.when or now, now, hold.closes)
             self.report.count("deferred")
         elif hold.kind == "hold":
             outbox.hold_claimed(s, job.touch_id, self.worker, hold.detail, now)
@@ -303,11 +301,22 @@ class Deliverer:
             s.connection().execute(_FINISH, params)
 
     def _contacted(self, s: Session, job: Job, now: datetime) -> None:
-        """A lead still "new" (or without a lead row) moves to "contacted" with its first email."""
-        stage = s.scalar(select(LeadQualification.stage).where(LeadQualification.prospect_id == job.prospect_id))
-        if stage is None or stage is LeadStage.NEW:
+        """A lead still "new" (or without a lead row) moves to "contacted" with its first email.
+
+        Leads past "new" when the batch was read are not read again (automatic moves only go forward);
+        the score was refreshed for the batch's new leads before delivery (see fresh_leads), and the move
+        to "contacted" does not change it, so it is not recomputed per message.
+        """
+        if job.lead_stage is None or job.lead_stage is LeadStage.NEW:
             name = self.campaigns.cached(job.campaign_id).definition.name
-            update_lead_status(s, job.prospect_id, LeadStage.CONTACTED, f"first email sent ({name})", now=now)
+            reason = f"first email sent ({name})"
+            move_to_contacted(s, job.prospect_id, reason, now=now, announce=self._announce_stage(s))
+
+    def _announce_stage(self, s: Session) -> bool:
+        """Whether a webhook listens for stage changes (read once per delivery: it is asked per message)."""
+        if self._stage_webhooks is None:
+            self._stage_webhooks = listens_for(s, "lead_status_changed")
+        return self._stage_webhooks
 
     def _move_on(self, s: Session, job: Job, now: datetime) -> None:
         """The touch failed for good: schedule the next step, or finish the enrollment.
@@ -366,7 +375,7 @@ class Deliverer:
     def deliver(self, box: Mailbox, jobs: list[Job]) -> None:
         """Each touch: decide and build, then one transaction records the previous 250 and starts this one."""
         try:
-            self.sign: Callable[[EmailMessage], EmailMessage | bytes] = dkim.signer_for(
+            self.sign: Callable[[EmailMessage | bytes], EmailMessage | bytes] = dkim.signer_for(
                 self.engine, box.from_address, self.keys
             )  # identity when the domain has no key
             conn = SmtpConnection(smtp_settings(box))
@@ -427,6 +436,18 @@ class Deliverer:
             db.close()
 
 
+def fresh_leads(engine: Engine, jobs: list[Job], now: datetime) -> None:
+    """The batch's leads still "new" (or without a row) get their row and score now, in one pass.
+
+    Their first email then only moves the stage (`_contacted`), instead of creating the row under a
+    savepoint and rescoring the lead inside each message's transaction.
+    """
+    ids = [j.prospect_id for j in jobs if j.lead_stage is None or j.lead_stage is LeadStage.NEW]
+    if ids:
+        with transaction(engine) as s:
+            refresh_scores(s, ids, now)
+
+
 def _chunks(jobs: list[Job], parts: int) -> list[list[Job]]:
     """Split one mailbox's jobs over `parts` connections, keeping claim order within each."""
     size = -(-len(jobs) // max(parts, 1))
@@ -445,6 +466,7 @@ def _deliver_batch(
             campaigns.get(s, job.campaign_id)
         for box in boxes.values():
             s.expunge(box)
+    fresh_leads(engine, jobs, ctx.clock())
     by_mailbox: dict[int, list[Job]] = defaultdict(list)
     for job in jobs:
         by_mailbox[job.mailbox_id].append(job)

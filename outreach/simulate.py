@@ -1,15 +1,16 @@
 """The campaign's future, touch by touch: which day and hour each one would go out, by the worker's own rules.
 
-Nothing here re-implements a rule. A draft is launched inside a savepoint that is rolled back, so first
-due times and mailbox assignment are launch's own; a running campaign starts from its rows. Then the
-send tick is replayed on a clock: due enrollments become touches (planning), each mailbox claims its due
-touches up to what its limits allow (daily limit from outreach.ramp, per-minute, both counted over rolling
-windows as outreach.outbox counts them), a claimed touch that waited longer than the campaign's maximum
-lateness is held for the operator (outreach.lateness), one outside the prospect's window is deferred to the
-next allowed moment (the send path's checks, in its order), and a sent
-touch schedules the next step with `campaigns.step_due` — the same function, arguments and jitter seed
-the worker uses. Ticks come every `send` job interval (worker.JOBS), but only the ticks where something
-can happen are visited, so a year of a 100,000-prospect campaign replays in seconds.
+Nothing here re-implements a rule. A draft starts from what launch would enroll, computed with launch's
+own functions (first_touch_due, spread_over_mailboxes) without writing anything; a running campaign starts
+from its rows. Then the send tick is replayed on a clock: due enrollments become touches (planning), each
+touch is kept in its prospect's sending window (outbox.roll_windows: a touch whose window closed is due at
+the start of the next one), each mailbox claims the due touches whose window is open, in (due, id) order,
+up to what its limits allow (daily limit from outreach.ramp, per-minute, both counted over rolling windows
+as outreach.outbox counts them), a claimed touch that waited longer than the campaign's maximum lateness
+is held for the operator (outreach.lateness), and a sent touch schedules the next step with
+`campaigns.step_due` — the same function, arguments and jitter seed the worker uses. Ticks come every
+`send` job interval (worker.JOBS), but only the ticks where something can happen are visited, so a year
+of a 100,000-prospect campaign replays in seconds.
 
 What cannot be known is assumed, and every result says so (`ASSUMPTIONS`): conditions such as no_reply
 are met, nobody replies, bounces or unsubscribes, tasks are done when they appear, the worker never stops.
@@ -21,7 +22,7 @@ import heapq
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,15 +30,24 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from db.enums import CampaignState, EnrollmentState, StepType, TouchState
+from db.enums import CampaignState, EnrollmentState, MailboxState, StepType, TouchState
 from db.models import CampaignMailbox, CommunicationLog, Enrollment, Mailbox, OutreachCampaign, Prospect, SequenceStep
-from outreach.campaigns import CampaignError, CampaignManager, definition_of, step_due
+from outreach.campaigns import (
+    CampaignManager,
+    audience_query,
+    definition_of,
+    first_touch_due,
+    spread_over_mailboxes,
+    step_due,
+)
 from outreach.errors import OutreachError
 from outreach.lateness import late_reason, max_lateness
+from outreach.mailboxes import committed_load
 from outreach.outbox import IN_FLIGHT
-from outreach.ramp import Ramp, daily_limit_on, ramp_day, ramp_of
+from outreach.ramp import Ramp, daily_limit_on, effective_daily_limit, ramp_day, ramp_of
 from outreach.schedule import SendRules, touch_jitter_key
 from outreach.sequence import PROSPECT_ZONE, Definition
+from outreach.suppression import SuppressionIndex
 from outreach.worker import JOBS
 
 DEFAULT_DAYS = 90
@@ -45,6 +55,7 @@ MAX_DAYS = 3 * 366
 SEND_TICK = timedelta(seconds=next(job.every_seconds for job in JOBS if job.id == "send"))
 DAY = timedelta(days=1)
 MINUTE = timedelta(minutes=1)
+_NEVER = datetime.max.replace(tzinfo=UTC)  # no window looked up yet
 _EPSILON = timedelta(microseconds=1)  # a send stops counting strictly after its window has passed
 PENDING_TOUCHES = (TouchState.QUEUED, TouchState.RETRY_WAIT, *IN_FLIGHT)
 ASSUMPTIONS = (
@@ -92,6 +103,7 @@ class ProspectState:
     next_due: datetime | None  # due and not yet planned into a touch
     queued_due: datetime | None = None  # a planned touch for `next_step` waiting to go out
     queued_order: int = 0  # its place among queued touches (the log's id order)
+    queued_closes: datetime | None = None  # the end of the window the claim placed it in, if placed
 
 
 @dataclass(frozen=True)
@@ -215,13 +227,82 @@ class Simulation:
 
 
 @dataclass
+class _Group:
+    """One mailbox's due touches of one prospect group: the same send rules, so the same windows.
+
+    The claim meets a touch in its prospect's window only (outbox.roll_windows): a touch due inside the
+    window open now keeps its due time; one whose window closed while it waited is due at the start of the
+    window open now (or next), and they go in the log's id order. So a group is two heaps: `fresh` by
+    (due, order), and `waiting`, touches already rolled, by order alone — a window's roll moves nothing.
+    """
+
+    rules: SendRules
+    fresh: list[tuple[datetime, int, int]] = field(default_factory=list)  # (due, order, prospect index)
+    waiting: list[tuple[int, int]] = field(default_factory=list)  # (order, prospect index), due at the window start
+    since: datetime = _NEVER  # the window below is window_around(m) for since <= m < end
+    start: datetime = _NEVER
+    end: datetime = _NEVER
+
+    def window(self, moment: datetime) -> tuple[datetime, datetime]:
+        """rules.window_around(moment), computed once per window as the claim's clock moves on."""
+        if not self.since <= moment < self.end:
+            self.start, self.end = self.rules.window_around(moment)
+            self.since = moment
+        return self.start, self.end
+
+    def _peek(self, moment: datetime) -> tuple[datetime, datetime]:
+        if self.since <= moment < self.end:
+            return self.start, self.end
+        return self.rules.window_around(moment)
+
+    def head(self, now: datetime) -> tuple[datetime, int] | None:
+        """The claim key (due, order) of the first touch the claim may take now, or None (window closed)."""
+        start, _end = self.window(now)
+        if start > now:
+            return None
+        fresh = self.fresh
+        while fresh and fresh[0][0] < start:  # its window closed before this one: due at this one's start
+            _due, order, who = heapq.heappop(fresh)
+            heapq.heappush(self.waiting, (order, who))
+        if self.waiting:
+            return start, self.waiting[0][0]
+        if fresh and fresh[0][0] <= now:
+            return fresh[0][0], fresh[0][1]
+        return None
+
+    def pop(self) -> int:
+        """Take the touch `head` returned; its prospect index."""
+        if self.waiting:
+            return heapq.heappop(self.waiting)[1]
+        return heapq.heappop(self.fresh)[2]
+
+    def earliest(self, now: datetime) -> datetime | None:
+        """The first moment from `now` at which one of these touches is in its window and due."""
+        if self.waiting:
+            moment = now
+        elif self.fresh:
+            moment = max(now, self.fresh[0][0])
+        else:
+            return None
+        start, _end = self._peek(moment)
+        return max(moment, start)
+
+
+@dataclass
 class _Box:
-    """A mailbox's queue of due touches and its send log, the two things its limits look at."""
+    """A mailbox's due touches (by prospect group) and its send log, the two things its limits look at."""
 
     state: BoxState
-    queue: list[tuple[datetime, int, int]] = field(default_factory=list)  # (due, order, prospect index)
+    groups: dict[int, _Group] = field(default_factory=dict)  # by id() of the group's SendRules
+    # Touches the claim leaves unplaced (due longer ago than the maximum lateness when first placed): claimed
+    # whatever the window, as before, so the send path holds them (or defers them into their window).
+    unplaced: list[tuple[datetime, int, int]] = field(default_factory=list)  # (due, order, prospect index)
     log: list[datetime] = field(default_factory=list)  # send times, oldest first
     version: int = 0
+    ready_at: datetime | None = None  # the moment queued in _Replay.ready for this version
+    # The limits allow nothing before ready_at. They only loosen as time passes (sends age out of the rolling
+    # windows, a ramp rises), so a touch that arrives earlier than ready_at cannot go out before it either.
+    blocked: bool = False
     last_send: datetime | None = None
 
     def used(self, since: datetime) -> int:
@@ -232,8 +313,20 @@ class _Box:
         """outbox.mailbox_capacity for this moment: min(per-minute left, today's ramped daily limit left)."""
         if not self.state.active:
             return 0
+        minute = self.state.per_minute - self.used(now - MINUTE)
+        if minute <= 0:
+            return 0
         daily = daily_limit_on(self.state.daily_limit, self.state.ramp, ramp_day(now))
-        return max(0, min(self.state.per_minute - self.used(now - MINUTE), daily - self.used(now - DAY)))
+        return max(0, min(minute, daily - self.used(now - DAY)))
+
+    def earliest(self, now: datetime) -> datetime | None:
+        """The first moment from `now` at which some touch may be claimed, limits aside."""
+        found = max(now, self.unplaced[0][0]) if self.unplaced else None
+        for group in self.groups.values():
+            moment = group.earliest(now)
+            if moment is not None and (found is None or moment < found):
+                found = moment
+        return found
 
     def frees_at(self, moment: datetime) -> datetime | None:
         """The earliest moment after `moment` at which a binding limit may let one more through: the send that
@@ -261,7 +354,7 @@ class _Box:
 
 
 class _Replay:
-    """The send tick, replayed: plan, claim within limits, hold outside windows, send, schedule the next step."""
+    """The send tick, replayed: plan, place in windows, claim within limits, send, schedule the next step."""
 
     def __init__(self, inp: SimulationInput, days: int) -> None:
         self.inp = inp
@@ -282,7 +375,7 @@ class _Replay:
         self.claim_ticks: list[datetime] = []
         self.max_late = max_lateness(inp.definition.schedule.max_lateness)
         self.held = 0
-        self.deferred = 0  # claims put back because the prospect's window was closed (each one a write in the worker)
+        self.deferred = 0  # claimed touches put back because the prospect's window was closed (a write each)
         self.windows: dict[int, tuple[datetime, datetime]] = {}  # id(rules) -> next_allowed's last answer
 
     def _rules(self) -> list[SendRules]:
@@ -307,22 +400,46 @@ class _Replay:
         """(Re)compute when this mailbox can next send something, and queue that moment."""
         box = self.boxes[index]
         box.version += 1
-        if not box.queue or not box.state.active:
+        box.ready_at = None
+        first = box.earliest(now) if box.state.active else None
+        if first is None:
             return
-        moment: datetime | None = self._tick_at_or_after(max(box.queue[0][0], now))
+        moment: datetime | None = self._tick_at_or_after(first)
+        box.blocked = False
         while moment is not None and moment < self.end and box.capacity(moment) <= 0:
+            box.blocked = True
             frees = box.frees_at(moment)  # each round moves past one binding limit
             moment = self._tick_at_or_after(frees) if frees is not None else None
         if moment is not None:
+            box.ready_at = moment
             heapq.heappush(self.ready, (moment, index, box.version))
 
-    def _enqueue(self, index: int, due: datetime, order: int, now: datetime) -> None:
-        box = self.box_index.get(self.inp.prospects[index].mailbox_id or -1)
-        if box is None:  # no mailbox: the worker could never send it
+    def _group(self, box: _Box, who: int) -> _Group:
+        rules = self.rules[who]
+        group = box.groups.get(id(rules))
+        if group is None:
+            group = box.groups[id(rules)] = _Group(rules)
+        return group
+
+    def _enqueue(self, index: int, due: datetime, order: int, now: datetime, anchor: datetime | None = None) -> None:
+        """A touch joins its mailbox's queue at `now`; the claim places it in its window (outbox.roll_windows),
+        unless it has waited longer than the maximum lateness since `anchor` (its due time, or the end of the
+        window it was placed in)."""
+        box_index = self.box_index.get(self.inp.prospects[index].mailbox_id or -1)
+        if box_index is None:  # no mailbox: the worker could never send it
             return
-        heapq.heappush(self.boxes[box].queue, (due, order, index))
-        if self.boxes[box].queue[0][2] == index:
-            self._box_ready(box, now)
+        box = self.boxes[box_index]
+        moment = max(now, due)
+        if due <= now and now - max(anchor or due, due) > self.max_late:
+            heapq.heappush(box.unplaced, (due, order, index))
+        else:
+            group = self._group(box, index)
+            heapq.heappush(group.fresh, (due, order, index))
+            if box.ready_at is not None and (box.blocked or moment >= box.ready_at):
+                return  # it cannot go before the moment already queued
+            moment = max(moment, group._peek(moment)[0])
+        if box.ready_at is None or (not box.blocked and self._tick_at_or_after(moment) < box.ready_at):
+            self._box_ready(box_index, now)
 
     def _plan(self, now: datetime) -> None:
         """Due enrollments become touches: emails join their mailbox's queue, tasks are done at once."""
@@ -348,8 +465,8 @@ class _Replay:
             due = self.inp.at_best_hour(due, rules, touch_jitter_key(self.inp.campaign_id, p.prospect_id, step))
         heapq.heappush(self.waiting, (due, p.enrollment_id, index))
 
-    def _allowed(self, rules: SendRules, now: datetime) -> tuple[bool, datetime]:
-        """(rules.is_allowed(now), rules.next_allowed(now)[0]), from one next_allowed call per window.
+    def _allowed(self, rules: SendRules, now: datetime) -> tuple[bool, datetime, datetime]:
+        """(rules.is_allowed(now), *rules.next_allowed(now)), from one next_allowed call per window.
 
         The answer of next_allowed stays right for any later moment before that window's end, and the
         replay's clock only moves forward, so each prospect group asks once per window, not once per touch.
@@ -357,8 +474,55 @@ class _Replay:
         cached = self.windows.get(id(rules))
         if cached is None or now >= cached[1]:
             cached = self.windows[id(rules)] = rules.next_allowed(now)
-        first, _end = cached
-        return now >= first, max(now, first)
+        first, end = cached
+        return now >= first, max(now, first), end
+
+    def _send(self, box: _Box, index: int, who: int, now: datetime) -> None:
+        box.log.append(now)
+        box.last_send = now
+        self.sends.append((now, who, self.next_step[who], index))
+        self._advance(who, now)
+
+    def _claim_box(self, index: int, now: datetime) -> int:
+        """outbox.claim_due for one mailbox: up to its capacity, in (due, log id) order, only touches in their
+        window (and unplaced ones); then the send path's checks, in its order. Returns how many it claimed."""
+        box = self.boxes[index]
+        take = box.capacity(now)
+        taken = 0
+        # Each group's first claimable touch; only the group a touch is taken from changes during the claim
+        # (follow-ups wait for planning, and a deferral is due in a later window).
+        heads = [(group.head(now), group) for group in box.groups.values()] if take > 0 else []
+        while taken < take:
+            best: tuple[datetime, int] | None = None
+            chosen = -1
+            if box.unplaced and box.unplaced[0][0] <= now:
+                best = box.unplaced[0][0], box.unplaced[0][1]
+            for n, (key, _group) in enumerate(heads):
+                if key is not None and (best is None or key < best):
+                    best, chosen = key, n
+            if best is None:
+                break
+            taken += 1
+            due = best[0]
+            if chosen < 0:
+                _due, _order, who = heapq.heappop(box.unplaced)
+            else:
+                group = heads[chosen][1]
+                who = group.pop()
+                heads[chosen] = group.head(now), group
+            if late_reason(due, now, self.max_late, box.last_send) is not None:  # the send path's checks, in order
+                self.held += 1  # waits for the operator; its sequence goes no further by itself
+                continue
+            if chosen >= 0:  # placed in its window, which is open now
+                self._send(box, index, who, now)
+                continue
+            allowed, start, _end = self._allowed(self.rules[who], now)
+            if allowed:
+                self._send(box, index, who, now)
+            else:  # deferred into its next window, which the claim then keeps it in
+                self.deferred += 1
+                heapq.heappush(self._group(box, who).fresh, (start, best[1], who))
+        return taken
 
     def _claim_and_send(self, now: datetime) -> None:
         ready = set()
@@ -367,27 +531,7 @@ class _Replay:
             if version == self.boxes[index].version:
                 ready.add(index)
         for index in sorted(ready):  # claim_due takes the mailboxes in id order
-            box = self.boxes[index]
-            take = box.capacity(now)
-            taken = 0
-            while taken < take and box.queue and box.queue[0][0] <= now:
-                due, order, who = heapq.heappop(box.queue)  # claim order: due time, then the log's id
-                taken += 1
-                if (
-                    late_reason(due, now, self.max_late, box.last_send) is not None
-                ):  # the send path's checks, in its order
-                    self.held += 1  # waits for the operator; its sequence goes no further by itself
-                    continue
-                allowed, when = self._allowed(self.rules[who], now)
-                if allowed:
-                    box.log.append(now)
-                    box.last_send = now
-                    self.sends.append((now, who, self.next_step[who], index))
-                    self._advance(who, now)
-                else:
-                    self.deferred += 1
-                    heapq.heappush(box.queue, (when, order, who))
-            if taken and (not self.claim_ticks or self.claim_ticks[-1] != now):
+            if self._claim_box(index, now) and (not self.claim_ticks or self.claim_ticks[-1] != now):
                 self.claim_ticks.append(now)
             self._box_ready(index, now)  # the main loop moves on by at least one tick
 
@@ -397,7 +541,7 @@ class _Replay:
                 continue
             if p.queued_due is not None:
                 if self.steps[p.next_step].type is StepType.EMAIL:
-                    self._enqueue(index, p.queued_due, p.queued_order, self.start)
+                    self._enqueue(index, p.queued_due, p.queued_order, self.start, p.queued_closes)
                 else:  # an open task: done when due (or now, if it is overdue)
                     heapq.heappush(self.waiting, (p.queued_due, p.enrollment_id, index))
             elif p.next_due is not None:
@@ -439,27 +583,28 @@ def _summarize(inp: SimulationInput, run: _Replay, days: int) -> Simulation:
     per_hour: Counter[int] = Counter()
     per_local_hour: Counter[int] = Counter()
     sends = []
-    local_cache: dict[tuple[datetime, ZoneInfo], datetime] = {}
-    reported: dict[datetime, datetime] = {}  # a tick's sends share its conversion
+    current: datetime | None = None  # sends come in time order: a tick's sends share its conversions
+    local_hours: dict[ZoneInfo, int] = {}
     for at, who, step, box in run.sends:
-        local = reported.get(at)
-        if local is None:
-            local = reported[at] = at.astimezone(zone)
-        day = local.date()
-        if day not in per_day:
-            per_day[day] = (Counter(), Counter(), [0])
-        mailboxes, steps, tasks = per_day[day]
+        if at != current:
+            current, local_hours = at, {}
+            local = at.astimezone(zone)
+            hour = local.hour
+            day = local.date()
+            if day not in per_day:
+                per_day[day] = (Counter(), Counter(), [0])
+            mailboxes, steps, tasks = per_day[day]
         if box >= 0:
             mailboxes[names[box]] += 1
         else:
             tasks[0] += 1
         steps[step + 1] += 1
-        per_hour[local.hour] += 1
+        per_hour[hour] += 1
         tz = run.rules[who].tz
-        key = (at, tz)
-        if key not in local_cache:
-            local_cache[key] = at.astimezone(tz)
-        per_local_hour[local_cache[key].hour] += 1
+        local_hour = local_hours.get(tz)
+        if local_hour is None:
+            local_hour = local_hours[tz] = at.astimezone(tz).hour
+        per_local_hour[local_hour] += 1
         sends.append(SimulatedTouch(inp.prospects[who].prospect_id, step + 1, names[box] if box >= 0 else None, at))
     unscheduled = sum(len(run.steps) - step for step in run.next_step)
     last = max((at for at, *_ in run.sends), default=None)
@@ -533,9 +678,15 @@ def _boxes(session: Session, ids: Sequence[int], start: datetime) -> tuple[BoxSt
 
 def _prospects(session: Session, campaign: OutreachCampaign) -> tuple[ProspectState, ...]:
     """Active enrollments with where their sequence stands, and the touch each has queued (if any)."""
-    queued: dict[int, tuple[int, datetime, int]] = {}
-    for enrollment_id, position, due, touch_id in session.execute(
-        select(CommunicationLog.enrollment_id, SequenceStep.position, CommunicationLog.due_at, CommunicationLog.id)
+    queued: dict[int, tuple[int, datetime, int, datetime | None]] = {}
+    for enrollment_id, position, due, touch_id, closes in session.execute(
+        select(
+            CommunicationLog.enrollment_id,
+            SequenceStep.position,
+            CommunicationLog.due_at,
+            CommunicationLog.id,
+            CommunicationLog.window_closes_at,
+        )
         .join(SequenceStep, SequenceStep.id == CommunicationLog.step_id)
         .join(Enrollment, Enrollment.id == CommunicationLog.enrollment_id)
         .where(
@@ -544,7 +695,7 @@ def _prospects(session: Session, campaign: OutreachCampaign) -> tuple[ProspectSt
             CommunicationLog.state.in_(PENDING_TOUCHES),
         )
     ):
-        queued[enrollment_id] = (position, due, touch_id)
+        queued[enrollment_id] = (position, due, touch_id, closes)
     rows = session.execute(
         select(
             Enrollment.id, Enrollment.prospect_id, Enrollment.mailbox_id, Enrollment.next_step,
@@ -558,9 +709,11 @@ def _prospects(session: Session, campaign: OutreachCampaign) -> tuple[ProspectSt
     for enrollment_id, prospect_id, mailbox_id, next_step, next_due, tz, country in rows:
         touch = queued.get(enrollment_id)
         if touch is not None:  # planning moved next_step past the queued touch's step
-            position, due, touch_id = touch
+            position, due, touch_id, closes = touch
             out.append(
-                ProspectState(enrollment_id, prospect_id, mailbox_id, tz, country, position, None, due, touch_id)
+                ProspectState(
+                    enrollment_id, prospect_id, mailbox_id, tz, country, position, None, due, touch_id, closes
+                )
             )
         else:
             out.append(ProspectState(enrollment_id, prospect_id, mailbox_id, tz, country, next_step, next_due))
@@ -585,18 +738,61 @@ def load_state(session: Session, campaign: OutreachCampaign, start: datetime) ->
 
 
 def _draft_state(session: Session, campaign: OutreachCampaign, start: datetime, secret_key: str) -> SimulationInput:
-    """Launch inside a savepoint, read what launch wrote, roll it back: first dues and mailboxes are launch's."""
+    """What launch would enroll, computed with launch's own steps and nothing written: the audience minus the
+    enrolled and the suppressed (in launch's order), each first due time from `first_touch_due` and the
+    best-hour step, the mailboxes from `spread_over_mailboxes` over the same limits and committed loads.
+
+    Only what the schedule needs is checked (an active mailbox, someone to enroll); the launch check says
+    the rest. A savepoint is rolled back: `sending_mailboxes` may add the capture mailbox.
+    """
+    definition = definition_of(campaign)
+    manager = CampaignManager(session, secret_key=secret_key)
     savepoint = session.begin_nested()
     try:
-        CampaignManager(session, secret_key=secret_key).launch(campaign, start)
-        session.flush()
-        state = load_state(session, campaign, start)
-    except CampaignError as exc:
-        raise SimulationError(f"{campaign.name} cannot be simulated before it can launch: {exc}") from None
+        boxes = [b for b in manager.sending_mailboxes(campaign) if b.state is MailboxState.ACTIVE]
+        if not boxes:
+            raise SimulationError(f"{campaign.name} cannot be simulated before it can launch: no active mailbox")
+        rows = session.execute(  # the rows (and order) check_launch reads, without loading whole prospects
+            select(Prospect.id, Prospect.timezone, Prospect.country, Prospect.email_normalized).where(
+                Prospect.id.in_(audience_query(definition))
+            )
+        ).all()
+        enrolled = set(session.scalars(select(Enrollment.prospect_id).where(Enrollment.campaign_id == campaign.id)))
+        blocked = SuppressionIndex.load(session, secret_key).mask([row[3] for row in rows])
+        todo = [row for row, out in zip(rows, blocked, strict=True) if not out and row[0] not in enrolled]
+        if not todo:
+            raise SimulationError(f"{campaign.name} cannot be simulated before it can launch: nobody to enroll")
+        slots = spread_over_mailboxes(
+            len(todo),
+            [max(effective_daily_limit(b, start), 1) for b in boxes],
+            committed_load(session, [b.id for b in boxes], start),
+        )
+        box_ids = [b.id for b in boxes]
+        schedule = definition.schedule
+        rules_of: dict[tuple[str | None, str | None], SendRules] = {}  # rules_for, asked once per zone and country
+        prospects = []
+        for n, (prospect_id, tz, country, _email) in enumerate(todo):  # as CampaignManager._first_due
+            rules = rules_of.get((tz, country))
+            if rules is None:
+                rules = rules_of[tz, country] = schedule.rules_for(tz, country)
+            due = first_touch_due(definition, rules, campaign.id, prospect_id, start)
+            due = manager._at_best_hour(due, definition, rules, touch_jitter_key(campaign.id, prospect_id, 0))
+            box_id = box_ids[slots[n]]
+            prospects.append(ProspectState(n + 1, prospect_id, box_id, tz, country, 0, due))  # ids in insert order
+        named = session.scalars(select(CampaignMailbox.mailbox_id).where(CampaignMailbox.campaign_id == campaign.id))
+        states = _boxes(session, sorted(set(named) | {b.id for b in boxes}), start)
     finally:
         savepoint.rollback()
     session.expire(campaign)
-    return replace(state, state=str(CampaignState.DRAFT))
+    follow_ups = CampaignManager(session, secret_key="")  # only its planner's send-time step is used
+
+    def at_best_hour(due: datetime, rules: SendRules, key: str) -> datetime:
+        return follow_ups._at_best_hour(due, definition, rules, key)  # what _schedule_next applies after step_due
+
+    return SimulationInput(
+        campaign.id, campaign.name, str(CampaignState.DRAFT), definition, start, states, tuple(prospects),
+        at_best_hour if schedule.optimize_send_time else None,
+    )  # fmt: skip
 
 
 def simulate(
@@ -604,7 +800,7 @@ def simulate(
 ) -> Simulation:
     """What the worker would send, when, for this campaign: a draft as if launched now, a running one from now.
 
-    The session is left as it was found (a draft's trial launch is rolled back to a savepoint).
+    The session is left as it was found (a draft's enrollments are computed, not written).
     """
     if campaign.state in (CampaignState.FINISHED, CampaignState.ARCHIVED):
         raise SimulationError(f"{campaign.name} is {campaign.state}: nothing is left to send")

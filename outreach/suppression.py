@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from db.enums import SuppressionKind, SuppressionReason
@@ -131,6 +132,37 @@ def is_suppressed(session: Session, email: str, secret_key: str) -> bool:
         .limit(1)
     )
     return found is not None
+
+
+def suppression_hashes(email: str, secret_key: str) -> tuple[list[str], list[str]]:
+    """The hashes a suppression of this address, or of its domain or a parent domain, is stored under."""
+    key = email.strip().lower()
+    domain = key.rpartition("@")[2]
+    return [plain_hash(key), keyed_hash(key, secret_key)], ([plain_hash(d) for d in parent_domains(domain)] or [""])
+
+
+def _matches(email_hashes: list[str], domain_hashes: list[str]) -> ColumnElement[bool]:
+    return or_(
+        (Suppression.kind == SuppressionKind.EMAIL) & Suppression.value_hash.in_(email_hashes),
+        (Suppression.kind == SuppressionKind.DOMAIN) & Suppression.value_hash.in_(domain_hashes),
+    )
+
+
+def suppressed_among(session: Session, emails: Sequence[str], secret_key: str) -> set[str]:
+    """The addresses (as given) that are suppressed, by address or (parent) domain: one query for a batch."""
+    by_hash: dict[str, set[str]] = defaultdict(set)
+    email_hashes: list[str] = []
+    domain_hashes: list[str] = []
+    for email in emails:
+        mine, domains = suppression_hashes(email, secret_key)
+        email_hashes += mine
+        domain_hashes += domains
+        for h in (*mine, *domains):
+            by_hash[h].add(email)
+    if not emails:
+        return set()
+    hits = session.scalars(select(Suppression.value_hash).where(_matches(email_hashes, domain_hashes)))
+    return {email for h in hits for email in by_hash.get(h, ())}
 
 
 def list_suppressions(

@@ -350,6 +350,11 @@ def send_test(session: Session, webhook_id: int, *, now: datetime | None = None)
 # --- queueing ------------------------------------------------------------------------------------
 
 
+def listens_for(session: Session, kind: str) -> bool:
+    """Whether an active webhook subscribes to `kind` (callers on a hot path skip building the event)."""
+    return any(kind in (h.events or []) for h in session.scalars(select(Webhook).where(Webhook.is_active.is_(True))))
+
+
 def emit_event(
     session: Session,
     kind: str,

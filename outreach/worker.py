@@ -150,6 +150,12 @@ def _in_doubt(engine: Engine, ctx: JobContext) -> str | None:
     return resolve_from_sent_folders(engine, ctx)
 
 
+def _analytics(session: Session, ctx: JobContext) -> str | None:
+    from outreach.analytics_rollup import refresh
+
+    return refresh(session)
+
+
 # The one place jobs are registered.
 JOBS: tuple[Job, ...] = (
     Job("heartbeat", 15, heartbeat, "records that this worker is alive"),
@@ -161,6 +167,7 @@ JOBS: tuple[Job, ...] = (
     Job("models", 3600, _nightly_models, "nightly: refits send times, re-scores leads", own_transactions=True),
     Job("webhooks", 15, _webhooks, "announces due tasks and delivers signed webhook events", own_transactions=True),
     Job("in_doubt", 120, _in_doubt, "looks for in-doubt touches in the Sent folder over IMAP", own_transactions=True),
+    Job("analytics", 60, _analytics, "folds new events, replies and sends into the Analytics page's rollups"),
 )
 
 

@@ -39,6 +39,7 @@ from db.models import (
     Task,
     User,
 )
+from outreach.campaign_views import CampaignCounts, campaign_counts
 from outreach.config import SECRET_KEY_FILE, Settings, redact_url
 from outreach.prospect_fields import PROSPECT_FIELDS
 from outreach.prospect_search import ProspectFilter, filtered
@@ -158,27 +159,18 @@ class CampaignSummary:
         return done / enrolled if enrolled else 0.0
 
 
-def campaign_summaries(session: Session) -> list[CampaignSummary]:
-    """Every campaign with its step count, prospects per enrollment state and touches per touch state."""
+def campaign_summaries(session: Session, counts: CampaignCounts | None = None) -> list[CampaignSummary]:
+    """Every campaign with its step count, prospects per enrollment state and touches per touch state.
+
+    `counts` (campaign_views.campaign_counts) is the costly part: a page may pass one it cached, and the
+    campaigns' own rows (state, pause reason) are still read now.
+    """
+    counts = campaign_counts(session) if counts is None else counts
     step_counts = dict(
         session.execute(
             select(SequenceStep.campaign_id, func.count(SequenceStep.id)).group_by(SequenceStep.campaign_id)
         ).all()
     )
-    enrolled: dict[int, dict[str, int]] = {}
-    by_state = select(Enrollment.campaign_id, Enrollment.state, func.count(Enrollment.id)).group_by(
-        Enrollment.campaign_id, Enrollment.state
-    )
-    for campaign_id, state, count in session.execute(by_state):
-        enrolled.setdefault(campaign_id, {})[str(state)] = count
-    touched: dict[int, dict[str, int]] = {}
-    touches_by_state = (
-        select(Enrollment.campaign_id, CommunicationLog.state, func.count(CommunicationLog.id))
-        .join(Enrollment, Enrollment.id == CommunicationLog.enrollment_id)
-        .group_by(Enrollment.campaign_id, CommunicationLog.state)
-    )
-    for campaign_id, state, count in session.execute(touches_by_state):
-        touched.setdefault(campaign_id, {})[str(state)] = count
     campaigns = session.scalars(select(OutreachCampaign).order_by(OutreachCampaign.created_at.desc()))
     return [
         CampaignSummary(
@@ -186,11 +178,11 @@ def campaign_summaries(session: Session) -> list[CampaignSummary]:
             name=c.name,
             state=c.state,
             steps=step_counts.get(c.id, 0),
-            enrollments=_in_order(enrolled.get(c.id, {}), EnrollmentState),
+            enrollments=_in_order(counts.enrollments.get(c.id, {}), EnrollmentState),
             paused_reason=c.paused_reason,
             created_at=c.created_at,
             launched_at=c.launched_at,
-            touches=_in_order(touched.get(c.id, {}), TouchState),
+            touches=_in_order(counts.touches.get(c.id, {}), TouchState),
         )
         for c in campaigns
     ]

@@ -1,7 +1,8 @@
 """Analytics: the funnel, rates with denominators and intervals, breakdowns, heatmap, replies, live monitor.
 
-The page only draws: outreach.analytics counts in SQL and returns dataclasses (cached here for a
-minute), outreach.analytics_tables turns them into the rows shown and downloaded.
+The page only draws: outreach.analytics reads the rollups (outreach.analytics_rollup, refreshed first so
+the numbers are current) and returns dataclasses (cached here for a minute), outreach.analytics_tables
+turns them into the rows shown and downloaded.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from db.engine import transaction
-from outreach import analytics, analytics_reads, analytics_tables
+from outreach import analytics, analytics_reads, analytics_rollup, analytics_tables
 from outreach.analytics import Filters
 
 engine = st.session_state.get("engine")
@@ -46,6 +47,11 @@ def _options(db: str, _engine: Engine) -> analytics_reads.FilterOptions:
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner="Counting…")
 def _overview(db: str, filters: Filters, _engine: Engine) -> analytics.Overview:
     with transaction(_engine, readonly=True) as s:
+        queued = analytics_rollup.pending(s)
+    if queued:  # fold what arrived since the worker's last refresh, in a short write of its own
+        with transaction(_engine) as s:
+            analytics_rollup.refresh(s)
+    with transaction(_engine, readonly=True) as s:  # refreshes again if more came meanwhile
         return analytics.overview(s, filters, _now())
 
 

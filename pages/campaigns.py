@@ -3,7 +3,9 @@
 The page only draws and calls: outreach.designer turns the form into a Definition (validated by
 outreach.sequence, the same rules as the YAML), CampaignManager saves, checks, launches, pauses, resumes
 and archives exactly as `outreach campaign …` does. Designer widgets are keyed by each step's and
-variant's uid, so a value stays with its step when steps move.
+variant's uid, so a value stays with its step when steps move. Only the open tab is read and drawn,
+and the list's counts are cached for COUNTS_TTL_S (cleared by this page's actions): a rerun of a widget
+does not recount every campaign's touches.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from typing import Any
 
 import plotly.express as px
 import streamlit as st
+from sqlalchemy import Engine
 
 from db.engine import transaction
 from db.enums import CampaignState, StepCondition, StepType
-from outreach import designer, workspace
+from outreach import campaign_views, designer, workspace
 from outreach.campaigns import CampaignManager, LaunchCheck, definition_of, find_campaign
 from outreach.config import load_settings
 from outreach.errors import OutreachError
@@ -43,6 +46,7 @@ YAML_PROBLEMS = "yaml_problems"
 KIND_ICONS = {"success": ":material/check_circle:", "error": ":material/error:"}
 SIMULATION = "campaign_simulation"  # (campaign name, Simulation or the reason it could not run)
 SIMULATION_DAYS = 366  # far enough ahead to say when most campaigns finish
+COUNTS_TTL_S = 30  # the list's counts move with every send: cached briefly, cleared by this page's actions
 
 
 def _now() -> datetime:
@@ -51,6 +55,18 @@ def _now() -> datetime:
 
 def _secret_key() -> str:
     return load_settings().secret_key()
+
+
+@st.cache_data(ttl=COUNTS_TTL_S, show_spinner=False)
+def _counts(db: str, _engine: Engine) -> campaign_views.CampaignCounts:
+    """Every campaign's prospects and touches by state: the list's one costly read, so widget reruns and
+    visits within the TTL reuse it (the campaigns' own rows, their state among them, are read every run)."""
+    with transaction(_engine, readonly=True) as session:
+        return campaign_views.campaign_counts(session)
+
+
+def _db_key() -> str:
+    return engine.url.render_as_string(hide_password=True)
 
 
 def _flash(kind: str, message: str) -> None:
@@ -96,6 +112,7 @@ def _state_change(name: str, action: str) -> None:
     except OutreachError as exc:
         _flash("error", str(exc))
         return
+    _counts.clear()  # archiving stops sequences and cancels touches: the list shows it at once
     st.session_state.pop(ARCHIVE_ASKED, None)
     st.session_state.pop(CHECK, None)
     extra = f"; {stopped} prospects' sequences stopped, their pending touches cancelled" if action == "archive" else ""
@@ -182,13 +199,8 @@ st.title("Campaigns")
 _show_flash()
 tab_list, tab_design, tab_yaml = st.tabs(TABS, key=TAB, on_change="rerun")
 
-with transaction(engine, readonly=True) as session:
-    campaigns = workspace.campaign_summaries(session)
-    lists = workspace.prospect_lists(session)
-    mailbox_names = workspace.mailbox_names(session)
 
-
-def _campaign_table() -> None:
+def _campaign_table(campaigns: list[workspace.CampaignSummary]) -> None:
     if not campaigns:
         st.info(
             "No campaigns yet. Design one in the Designer tab or import its YAML; it is listed here with its state, "
@@ -331,12 +343,13 @@ def _launch(name: str, test_smtp: bool) -> None:
         bar.empty()
         st.error(str(exc))
         return
+    _counts.clear()  # the new enrollments show in the list at once
     st.session_state.pop(CHECK, None)
     _flash("success", f"Launched {name}: {check.enrollable:,} prospects enrolled; it is running.")
     st.rerun()
 
 
-def _manage() -> None:
+def _manage(campaigns: list[workspace.CampaignSummary]) -> None:
     if not campaigns:
         return
     st.subheader("Manage a campaign")
@@ -433,7 +446,7 @@ def _options_with(options: list[Any], *extra: Any) -> list[Any]:
     return options + [value for value in extra if value is not None and value not in options]
 
 
-def _campaign_fields(form: dict[str, Any]) -> None:
+def _campaign_fields(form: dict[str, Any], lists: list[workspace.ListCount], mailbox_names: list[str]) -> None:
     st.text_input("Campaign name", key=_seed(_k("name"), form["name"]), max_chars=200)
     st.markdown("**Audience**")
     left, right = st.columns(2)
@@ -574,11 +587,14 @@ def _step_fields(form: dict[str, Any], index: int, step: dict[str, Any]) -> None
 
 
 def _designer() -> None:
+    with transaction(engine, readonly=True) as session:
+        lists = workspace.prospect_lists(session)
+        mailbox_names = workspace.mailbox_names(session)
     form = _collect()
     top_left, top_right = st.columns([4, 1])
     top_left.caption("Build the sequence here; Save validates it with the same rules as a YAML definition.")
     top_right.button("Start over", key="designer_new", on_click=lambda: _load_form(designer.new_form()))
-    _campaign_fields(form)
+    _campaign_fields(form, lists, mailbox_names)
     st.markdown("**Steps**")
     for index, step in enumerate(form["steps"]):
         _step_fields(form, index, step)
@@ -620,6 +636,7 @@ def _save(definition: Definition) -> None:
     except OutreachError as exc:
         st.error(str(exc))
         return
+    _counts.clear()
     verb = "Created" if ref.created else "Updated"
     _flash("success", f"{verb} campaign {ref.name} ({ref.state}); check and launch it in the Campaigns tab.")
     st.rerun()
@@ -662,6 +679,7 @@ def _import_yaml(save: bool) -> None:
     except OutreachError as exc:
         st.session_state[YAML_PROBLEMS] = [Problem("(campaign)", None, str(exc))]
         return
+    _counts.clear()
     st.session_state[TAB] = "Campaigns"
     verb = "Created" if ref.created else "Updated"
     _flash("success", f"{verb} campaign {ref.name} ({ref.state}) from YAML; check and launch it below.")
@@ -686,10 +704,18 @@ def _yaml_tab() -> None:
         _show_problems(problems)
 
 
-with tab_list:
-    _campaign_table()
-    _manage()
-with tab_design:
-    _designer()
-with tab_yaml:
-    _yaml_tab()
+# Only the open tab is read and drawn (the tabs rerun the page on a switch). The designer's widgets are
+# not kept while another tab is open, so their values go to the form dict now and are seeded back from it.
+_collect()
+if tab_list.open is not False:
+    with transaction(engine, readonly=True) as session:
+        summaries = workspace.campaign_summaries(session, _counts(_db_key(), engine))
+    with tab_list:
+        _campaign_table(summaries)
+        _manage(summaries)
+if tab_design.open is not False:
+    with tab_design:
+        _designer()
+if tab_yaml.open is not False:
+    with tab_yaml:
+        _yaml_tab()

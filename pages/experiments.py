@@ -107,26 +107,32 @@ def _variants_table(review: experiments.StepReview) -> None:
 
 def _interval_chart(review: experiments.StepReview) -> None:
     rows = review.analysis.variants
-    chart = go.Figure(
-        go.Scatter(
-            x=[r["rate"] * 100 for r in rows],
-            y=[r["name"] for r in rows],
-            mode="markers",
-            marker={"size": 10},
-            error_x={
-                "type": "data",
-                "symmetric": False,
-                "array": [(r["ci_high"] - r["rate"]) * 100 for r in rows],
-                "arrayminus": [(r["rate"] - r["ci_low"]) * 100 for r in rows],
-            },
-        )
-    )
     level = (1 - review.settings.alpha) * 100
-    chart.update_layout(
-        xaxis_title=f"{METRIC_WORDS[str(review.settings.metric)]} per sent touch, % ({level:g}% Wilson interval)",
-        yaxis={"type": "category", "autorange": "reversed"},
-        height=120 + 40 * len(rows),
-        margin={"t": 10, "b": 10},
+    title = f"{METRIC_WORDS[str(review.settings.metric)]} per sent touch, % ({level:g}% Wilson interval)"
+    # The layout as nested dicts in the constructor: plotly's update_layout(xaxis_title=…) parses each
+    # magic-underscore key, several milliseconds per chart, and the page draws one chart per A/B test.
+    layout = {
+        "xaxis": {"title": {"text": title}},
+        "yaxis": {"type": "category", "autorange": "reversed"},
+        "height": 120 + 40 * len(rows),
+        "margin": {"t": 10, "b": 10},
+    }
+    chart = go.Figure(
+        data=[
+            go.Scatter(
+                x=[r["rate"] * 100 for r in rows],
+                y=[r["name"] for r in rows],
+                mode="markers",
+                marker={"size": 10},
+                error_x={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [(r["ci_high"] - r["rate"]) * 100 for r in rows],
+                    "arrayminus": [(r["rate"] - r["ci_low"]) * 100 for r in rows],
+                },
+            )
+        ],
+        layout=layout,
     )
     st.plotly_chart(chart, width="stretch", key=f"interval_{review.step_id}")
 
@@ -250,12 +256,17 @@ for _send_metric, _send_title in (("reply", "Replies"), ("open", "Human opens"))
             x=[r.key for r in _send_fit.hours], y=[r.rate for r in _send_fit.hours], mode="markers",
             error_y={"type": "data", "symmetric": False, "array": [r.high - r.rate for r in _send_fit.hours],
                      "arrayminus": [r.rate - r.low for r in _send_fit.hours]},
-        )
+        ),
+        layout={  # what add_hline and update_layout(xaxis_title=…) made, without their per-key parsing
+            "xaxis": {"title": {"text": "prospect's local hour"}},
+            "yaxis": {"title": {"text": f"{_send_metric} rate"}, "tickformat": ".0%"},
+            "height": 320,
+            "shapes": [{"type": "line", "line": {"dash": "dot"}, "xref": "x domain", "x0": 0, "x1": 1,
+                        "yref": "y", "y0": _send_fit.pooled_rate, "y1": _send_fit.pooled_rate}],
+            "annotations": [{"text": "overall", "showarrow": False, "xref": "x domain", "x": 1, "xanchor": "right",
+                             "yref": "y", "y": _send_fit.pooled_rate, "yanchor": "bottom"}],
+        },
     )  # fmt: skip
-    _send_figure.add_hline(y=_send_fit.pooled_rate, line_dash="dot", annotation_text="overall")
-    _send_figure.update_layout(
-        xaxis_title="prospect's local hour", yaxis_title=f"{_send_metric} rate", yaxis_tickformat=".0%", height=320
-    )
     st.plotly_chart(_send_figure, key=f"send_time_chart:{_send_metric}")
     _send_percent = st.column_config.NumberColumn(format="percent")
     st.dataframe(

@@ -101,6 +101,12 @@ def open_page(at: AppTest, name: str) -> AppTest:
     return at
 
 
+def open_tab(at: AppTest, key: str, label: str) -> AppTest:
+    """Select a tab of tabs that rerun on a switch (st.tabs(key=…, on_change="rerun")): only the open one is drawn."""
+    at.session_state[key] = label
+    return assert_ok(at.run())
+
+
 def walk(node: Any) -> Iterator[Any]:
     yield node
     for child in getattr(node, "children", {}).values():

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -21,8 +20,7 @@ from db.engine import make_engine, transaction
 from db.migrate import upgrade
 from outreach import analytics, analytics_reads
 from outreach.analytics import Counts, Filters
-from outreach.analytics_sql import HOUR_METRICS, PEOPLE_METRICS
-from tests.analytics_truth import email_sum, grouped, heat, people, rows_of, truth
+from tests.analytics_truth import check_overview, rows_of, truth
 from tests.conftest import postgres_database
 
 EVENTS = 4000
@@ -50,15 +48,6 @@ def loaded(
         engine.dispose()
 
 
-PEOPLE = ("sent", "meetings", *PEOPLE_METRICS)
-HOURLY = ("sent", *HOUR_METRICS)
-
-
-def only(counts: Counts, names: tuple[str, ...]) -> Counts:
-    """The metrics a grouping adds up (the others are 0 there)."""
-    return Counts(**{n: getattr(counts, n) for n in names})
-
-
 FILTERS = [
     Filters(),
     Filters(campaign_id=3),  # the campaign that does not track opens
@@ -76,43 +65,9 @@ def test_overview_matches_the_rows_counted_one_email_at_a_time(
         view = analytics.overview(s, filters, NOW)
 
     assert expected.emails, "the filter must leave something to count"
-    assert view.emails == email_sum(expected.emails)
-    assert {r.campaign: only(r.people, PEOPLE) for r in view.campaigns} == {
-        k: only(c, PEOPLE) for k, c in people(expected).items()
-    }
-    assert only(view.people, PEOPLE) == only(sum(people(expected).values(), Counts()), PEOPLE)
+    check_overview(view, expected)
     assert view.people.meetings > 0 or filters != Filters()
-
-    def step_key(row: dict[str, Any]) -> tuple[str, int]:
-        campaign_id, position = expected.step_of[row["touch"]["step_id"]]
-        return expected.campaign_names[campaign_id], position + 1
-
-    assert {(r.campaign, r.step): r.counts for r in view.steps} == grouped(expected.emails, step_key)
-    variants = grouped(expected.emails, lambda r: (*step_key(r), expected.variant_names[r["touch"]["variant_id"]]))
-    assert {(r.campaign, r.step, r.variant): r.counts for r in view.variants} == variants
-    boxes = grouped(expected.emails, lambda r: expected.mailbox_names[r["touch"]["mailbox_id"]])
-    assert {r.mailbox: r.counts for r in view.mailboxes} == boxes
-
-    days = grouped(expected.emails, lambda r: r["touch"]["sent_at"].date())
-    shown = {d.day: d.counts for d in view.days}
-    assert {d: c for d, c in shown.items() if c.sent} == {d: only(c, HOURLY) for d, c in days.items()}
-    assert all(c == Counts() for d, c in shown.items() if d not in days)
-    assert list(shown) == sorted(shown) and len(shown) == (max(shown) - min(shown)).days + 1  # no gaps
-
-    cells = heat(expected)
-    assert {(c.weekday, c.hour): (c.reply.count, c.reply.of) for c in view.heatmap if c.reply.of} == {
-        k: v for k, v in cells.items() if v[1]
-    }
-    assert len(view.heatmap) == 7 * 24
-    assert view.unzoned_sent == sum(r["sent"] for r in expected.emails if r["tz"] is None) > 0
-
-    delays = Counter()
-    for row in expected.emails:
-        if row["replied"]:
-            hours = (row["first_reply"] - row["touch"]["sent_at"]).total_seconds() / 3600
-            delays[next((i for i, edge in enumerate((1, 4, 24, 72, 168)) if hours < edge), 5)] += 1
-    assert [d.replies for d in view.reply_delays] == [delays[i] for i in range(6)]
-    assert sum(delays.values()) == view.emails.replied
+    assert view.unzoned_sent > 0
 
 
 @pytest.mark.parametrize("filters", FILTERS[:3], ids=["all", "campaign", "list+dates"])

@@ -50,6 +50,7 @@ from tests.dashboard_helpers import (
     keep_steady_state,
     logged_in_app,
     open_page,
+    open_tab,
     rendered_bytes,
     texts,
 )
@@ -147,6 +148,7 @@ def test_the_designer_saves_a_two_step_campaign_with_two_variants(at: AppTest, a
     add_people(app_db, 2)
     at = open_page(at, "campaigns")
     assert "No campaigns yet." in texts(at)
+    at = open_tab(at, "campaigns_tab", "Designer")
 
     at.text_input(key="dz_name").input("Fintech Q1")
     at.selectbox(key="dz_audience_list").select("cfos")
@@ -165,6 +167,7 @@ def test_the_designer_saves_a_two_step_campaign_with_two_variants(at: AppTest, a
     assert [s.value for s in at.success][:1] == [
         "Created campaign Fintech Q1 (draft); check and launch it in the Campaigns tab."
     ]
+    at = open_tab(at, "campaigns_tab", "Campaigns")  # only the open tab is drawn
     row = at.dataframe[0].value.iloc[0]
     assert (row["campaign"], row["state"], row["steps"]) == ("Fintech Q1", "draft", 2)
     with transaction(app_db, readonly=True) as s:
@@ -181,8 +184,26 @@ def test_the_designer_saves_a_two_step_campaign_with_two_variants(at: AppTest, a
         assert campaign.definition["mailboxes"] == ["sales-1"]
 
 
+def test_only_the_open_tab_is_drawn_and_the_designer_keeps_its_values_across_tabs(at: AppTest, app_db: Engine) -> None:
+    at = open_page(at, "campaigns")
+    assert "dz_name" not in [t.key for t in at.text_input]  # the list tab does not build the designer
+    at = open_tab(at, "campaigns_tab", "Designer")
+    assert "yaml_text" not in [t.key for t in at.text_area]
+    at.text_input(key="dz_name").input("Half done")
+    at.text_area(key="dz_v_2_body").input("A body typed before looking at the list")
+    at = assert_ok(at.run())
+
+    at = open_tab(at, "campaigns_tab", "Campaigns")
+    assert "dz_name" not in [t.key for t in at.text_input]
+    at = open_tab(at, "campaigns_tab", "Designer")
+
+    assert at.text_input(key="dz_name").value == "Half done"
+    assert at.text_area(key="dz_v_2_body").value == "A body typed before looking at the list"
+
+
 def test_designer_problems_name_their_place_and_nothing_is_saved(at: AppTest, app_db: Engine) -> None:
     at = open_page(at, "campaigns")
+    at = open_tab(at, "campaigns_tab", "Designer")
     at = click(at, "designer_add_call")  # step 2 (uid 3, variant uid 4) with an empty script
     at.text_input(key="dz_s_3_delay").input("3 weeks")
     at = click(at, "designer_save")
@@ -255,6 +276,7 @@ steps:
 
 def test_a_yaml_import_with_errors_shows_paths_and_lines_and_saves_nothing(at: AppTest, app_db: Engine) -> None:
     at = open_page(at, "campaigns")
+    at = open_tab(at, "campaigns_tab", "Import YAML")
     at.text_area(key="yaml_text").input(BROKEN_YAML)
     at = click(at, "yaml_import")
 
@@ -271,6 +293,7 @@ def test_a_yaml_import_with_errors_shows_paths_and_lines_and_saves_nothing(at: A
 
 def test_an_uploaded_yaml_file_is_saved_and_exported_unchanged(at: AppTest, app_db: Engine) -> None:
     at = open_page(at, "campaigns")
+    at = open_tab(at, "campaigns_tab", "Import YAML")
     at.file_uploader(key="yaml_file").upload("q1.yaml", GOOD_YAML.encode(), "application/x-yaml")
     at = click(at, "yaml_import")
 
@@ -286,6 +309,7 @@ def test_an_uploaded_yaml_file_is_saved_and_exported_unchanged(at: AppTest, app_
 
 def test_yaml_opens_in_the_designer_without_saving(at: AppTest, app_db: Engine) -> None:
     at = open_page(at, "campaigns")
+    at = open_tab(at, "campaigns_tab", "Import YAML")
     at.text_area(key="yaml_text").input(GOOD_YAML)
     at = click(at, "yaml_to_designer")
 

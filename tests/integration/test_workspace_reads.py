@@ -187,6 +187,24 @@ def test_campaign_summaries_count_steps_and_enrollments_by_state(session) -> Non
     assert by_name["Draft"].steps == 0 and set(by_name["Draft"].enrollments.values()) == {0}
 
 
+def test_campaign_touch_counts_are_folded_from_steps_into_their_own_campaign(session) -> None:
+    first = add_campaign(session, "First", [["A", "B"], ["A"]], state=CampaignState.RUNNING)
+    second = add_campaign(session, "Second", [["A"]], state=CampaignState.RUNNING)
+    ada, bob = add_prospect(session, "ada@acme.test"), add_prospect(session, "bob@acme.test")
+    a1, b1, b2 = (enroll(session, c, p, EnrollmentState.ACTIVE) for c, p in ((first, ada), (first, bob), (second, bob)))
+    add_touch(session, a1, first.steps[0], first.steps[0].variants[0], TouchState.SENT)
+    add_touch(session, a1, first.steps[1], first.steps[1].variants[0], TouchState.IN_DOUBT)
+    add_touch(session, b1, first.steps[0], first.steps[0].variants[1], TouchState.BOUNCED)
+    add_touch(session, b2, second.steps[0], second.steps[0].variants[0], TouchState.SENT)
+
+    by_name = {c.name: c for c in workspace.campaign_summaries(session)}
+
+    assert {k: v for k, v in by_name["First"].touches.items() if v} == {"sent": 1, "in_doubt": 1, "bounced": 1}
+    assert {k: v for k, v in by_name["Second"].touches.items() if v} == {"sent": 1}
+    assert list(by_name["First"].touches) == [state.value for state in TouchState]  # every state, in order
+    assert by_name["Second"].enrollments["active"] == 1
+
+
 def test_campaign_steps_show_raw_templates_in_order_and_enrollment_status(session) -> None:
     campaign = add_campaign(session, "Fintech", [["A", "B"], ["A"]])
     dana = add_prospect(session, "dana@bank.test")

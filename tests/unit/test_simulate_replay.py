@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from outreach.ramp import Ramp
 from outreach.sequence import parse_definition
@@ -70,3 +71,21 @@ def test_the_same_input_gives_the_same_schedule_and_a_paused_mailbox_sends_nothi
     paused = BoxState(1, "m", daily_limit=5, per_minute=2, ramp=None, active=False)
     stuck = replay(inputs(campaign(ALL_DAY, steps=2), paused, 7), days=10)
     assert stuck.touches == 0 and stuck.unscheduled == 14 and stuck.finishes_on is None
+
+
+def test_a_closed_zone_waits_unclaimed_while_an_open_one_sends_and_a_stale_touch_is_held() -> None:
+    office = '{timezone: prospect, window: "09:00-17:00", days: [mon, tue, wed, thu, fri], holidays: false}'
+    box = BoxState(1, "m", daily_limit=100, per_minute=1, ramp=None, active=True)
+    zones = ("Asia/Tokyo", "Europe/London")  # at START (10:00 UTC) Tokyo is closed (19:00), London open
+    people = tuple(ProspectState(i, i, 1, zones[i % 2], None, 0, START) for i in range(1, 21))
+    stale = ProspectState(99, 99, 1, "Europe/London", None, 0, None, START - timedelta(days=5), 1)  # queued 5 days ago
+    sim = replay(SimulationInput(1, "R", "running", campaign(office), START, (box,), (stale, *people)), days=3)
+    assert sim.held_late == 1 and sim.deferred == 0  # the stale one is held; no claim is wasted on a closed zone
+    sends = {t.prospect_id: t.at for t in sim.sends}
+    assert len(sends) == 20 and 99 not in sends
+    for pid, at in sends.items():
+        local = at.astimezone(ZoneInfo(zones[pid % 2]))
+        assert at.weekday() < 5 and 9 <= local.hour < 17
+    london_first = sorted(at for pid, at in sends.items() if pid % 2 == 1)
+    # The held one took the first claim; then one a minute (the next tick after 60 s).
+    assert london_first[:10] == [START + SEND_TICK * (1 + 13 * k) for k in range(10)]
