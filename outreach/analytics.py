@@ -37,7 +37,7 @@ from outreach.analytics_sql import (
     Tracking,
     overview_statement,
 )
-from outreach.stats import wilson
+from outreach.wilson import wilson
 
 # Mailbox health: Google asks bulk senders to stay under 0.3% spam complaints; a bounce rate above 5%
 # is the common point where providers start throttling a sender.

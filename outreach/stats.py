@@ -39,13 +39,13 @@ from scipy.stats import norm
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import (
-    proportion_confint,
     proportion_effectsize,
     proportions_chisquare,
     proportions_ztest,
 )
 
-ALPHA = 0.05
+from outreach.wilson import ALPHA, wilson
+
 Z_TEST = "two-proportion z-test"
 CHI_SQUARE = "chi-square test of independence"
 # The success each metric counts, as a field of a variant's engagement counts.
@@ -122,14 +122,6 @@ class Analysis:
 
 
 # --- intervals and tests -------------------------------------------------------------------------
-
-
-def wilson(successes: int, n: int, alpha: float = ALPHA) -> tuple[float, float]:
-    """The Wilson score interval: honest at small samples and at rates near 0 or 1."""
-    if n <= 0:
-        return (0.0, 1.0)
-    low, high = proportion_confint(min(successes, n), n, alpha=alpha, method="wilson")
-    return (float(low), float(high))
 
 
 def _testable(arms: Sequence[Arm]) -> bool:

@@ -7,6 +7,7 @@ import io
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from statsmodels.stats.proportion import proportion_confint
@@ -14,6 +15,7 @@ from statsmodels.stats.proportion import proportion_confint
 from db.enums import MailboxState
 from outreach.analytics import Counts, Rate, funnel, local_slot, mailbox_health, sum_counts
 from outreach.analytics_tables import EMAIL_RATES, rate_header, step_rows, to_csv
+from outreach.wilson import wilson
 
 counts_strategy = st.builds(
     lambda sent, d, ob, o, cb, c, r, p, n, u, comp, m: Counts(
@@ -39,7 +41,15 @@ def test_a_rate_is_in_0_1_and_its_interval_contains_it(count: int, extra: int) -
 def test_the_interval_is_statsmodels_wilson() -> None:
     rate = Rate.of_counts(7, 40)
     low, high = proportion_confint(7, 40, alpha=0.05, method="wilson")
-    assert (rate.low, rate.high) == (float(low), float(high)) and rate.value == 7 / 40
+    assert (rate.low, rate.high) == pytest.approx((float(low), float(high)), abs=1e-12) and rate.value == 7 / 40
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.01, 0.1])
+def test_the_plain_python_wilson_equals_statsmodels_over_a_grid(alpha: float) -> None:
+    for n in [*range(1, 60), 99, 100, 101, 1_000, 12_345, 1_000_000]:
+        for k in sorted({0, 1, 2, n // 3, n // 2, n - 1, n} & set(range(n + 1))):
+            low, high = proportion_confint(k, n, alpha=alpha, method="wilson")
+            assert wilson(k, n, alpha) == pytest.approx((float(low), float(high)), abs=1e-12), (k, n)
 
 
 @given(counts_strategy)
