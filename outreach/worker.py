@@ -214,6 +214,20 @@ def _scheduled(
     return tick
 
 
+class _StillRunning(logging.Filter):
+    """APScheduler warns each time a job's next run finds the last one still going; for the send tick
+    working off a backlog that is the design (max_instances=1), not a problem: logged at DEBUG instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and "maximum number of running instances reached" in record.getMessage():
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+logging.getLogger("apscheduler.scheduler").addFilter(_StillRunning())
+
+
 def build_scheduler(
     engine: Engine,
     clock: Callable[[], datetime] | None = None,
