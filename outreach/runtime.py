@@ -9,8 +9,9 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from db.engine import get_engine
+from db.engine import get_engine, transaction
 from db.migrate import schema_status, upgrade
+from outreach.analytics_rollup import refresh
 from outreach.config import Settings, ensure_data_dir, load_settings, redact_url
 from outreach.errors import ConfigError, SchemaOutdatedError
 
@@ -47,4 +48,13 @@ def open_checked_engine(settings: Settings | None = None) -> Engine:
 
 
 def upgrade_database(settings: Settings | None = None) -> tuple[str | None, str]:
-    return upgrade(open_engine(settings))
+    """Migrate, then build what a migration left to build (the Analytics rollups after 0015).
+
+    Done here, before `up` starts its services, so the one long write of a first build does not hold
+    SQLite's lock while the dashboard, the worker and the tracking service start against it.
+    """
+    engine = open_engine(settings)
+    result = upgrade(engine)
+    with transaction(engine) as session:
+        refresh(session)
+    return result

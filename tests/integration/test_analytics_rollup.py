@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +36,8 @@ from db.models import (
 )
 from outreach import analytics, analytics_rollup
 from outreach.analytics import Filters, Overview
+from outreach.config import load_settings
+from outreach.runtime import upgrade_database
 from outreach.worker import JOBS
 from tests.analytics_truth import check_overview, truth
 from tests.conftest import postgres_database
@@ -246,5 +249,26 @@ def test_the_migration_builds_the_rollups_for_existing_data(empty_db_url: str) -
     assert _refresh(engine).startswith("rebuilt")  # the migration's marker row
 
     with transaction(engine, readonly=True) as s:
+        check_overview(analytics.overview(s, Filters(), NOW), truth(tables, Filters()))
+    engine.dispose()
+
+
+def test_db_upgrade_builds_the_rollups_before_any_service_starts(
+    empty_db_url: str, data_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`outreach db upgrade` / `up` leave no first build for the services to wait on (SQLite's one lock)."""
+    engine = make_engine(empty_db_url)
+    cfg = alembic_config(empty_db_url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0014")
+    tables = generate(800, seed=5)
+    (load_sqlite if engine.dialect.name == "sqlite" else load_postgresql)(engine, tables)
+    monkeypatch.setenv("OUTREACH_DATABASE_URL", empty_db_url)
+
+    upgrade_database(load_settings())
+
+    with transaction(engine, readonly=True) as s:
+        assert not analytics_rollup.pending(s)
         check_overview(analytics.overview(s, Filters(), NOW), truth(tables, Filters()))
     engine.dispose()
