@@ -72,6 +72,7 @@ from outreach.analytics_sql import (
     POSITIVE_INTENTS,
     SENT_STATES,
     delay_bucket,
+    reply_flags,
     utc_hour,
 )
 
@@ -297,7 +298,7 @@ class _Outcomes:
 
 def _folded(stmt: Select[Any]) -> tuple[Select[Any], _Outcomes]:
     """Every touch: the events and replies folded per touch in a few scans, joined (the rebuild)."""
-    e, r, c = EngagementEvent, ResponseAnalysis, CommunicationLog
+    e, c = EngagementEvent, CommunicationLog
 
     def touches_with(kinds: list[EventKind], name: str) -> Any:
         human = select(e.communication_id.label("touch_id")).where(
@@ -313,17 +314,7 @@ def _folded(stmt: Select[Any]) -> tuple[Select[Any], _Outcomes]:
         .group_by(e.communication_id)
         .subquery("rare")
     )
-    rp = (
-        select(
-            r.communication_id.label("touch_id"),
-            func.max(_flag(r.intent.in_(POSITIVE_INTENTS))).label("positive"),
-            func.max(_flag(r.intent.in_(NEGATIVE_INTENTS))).label("negative"),
-            func.min(r.received_at).label("first_reply_at"),
-        )
-        .where(r.kind == ResponseKind.REPLY, r.communication_id.is_not(None))
-        .group_by(r.communication_id)
-        .subquery("rp")
-    )
+    rp = reply_flags()
     stmt = (
         stmt.outerjoin(seen, seen.c.touch_id == c.id)
         .outerjoin(clicks, clicks.c.touch_id == c.id)

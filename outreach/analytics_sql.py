@@ -176,7 +176,7 @@ def _rare_flags(filters: Filters) -> Any:
     return stmt.group_by(e.communication_id).subquery("rare")
 
 
-def _reply_flags() -> Any:
+def reply_flags() -> Any:
     """One row per touch with a reply: positive or negative intent among its replies, the first reply's time."""
     r = ResponseAnalysis
     return (
@@ -202,7 +202,7 @@ def touch_facts(filters: Filters, tracking: Tracking) -> CTE:
     c, en = CommunicationLog, Enrollment
     seen = _touches_with(filters, [EventKind.OPEN, EventKind.CLICK], human=True, name="seen")
     clicks = _touches_with(filters, [EventKind.CLICK], human=True, name="clicks")
-    rare, rp = _rare_flags(filters), _reply_flags()
+    rare, rp = _rare_flags(filters), reply_flags()
     bounced = or_(c.state == TouchState.BOUNCED, func.coalesce(rare.c.bounce, 0) == 1)  # NULL-safe: NOT
     delivered = ~bounced
     open_base = and_(delivered, _tracked(tracking.opens))

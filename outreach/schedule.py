@@ -313,17 +313,8 @@ def next_allowed(
     moment: datetime, *, window: Window, days: frozenset[int], tz: ZoneInfo, holidays: Container[date] = frozenset()
 ) -> tuple[datetime, datetime]:
     """The first allowed instant at or after `moment`, and the end of the window it falls in (both UTC)."""
-    if not days:
-        raise ScheduleError("the schedule allows no days; add at least one of " + ", ".join(DAY_NAMES))
-    moment = _require_aware(moment).astimezone(UTC)
-    first_day = _local_wall(moment, tz).date() - timedelta(days=1)
-    for start, end in _first_windows(first_day, window, days, tz, holidays):
-        if moment < end:
-            return max(moment, start), end
-    for start, end in _windows_from(moment, window, days, tz, holidays):  # not reached (see _first_windows)
-        if moment < end:
-            return max(moment, start), end
-    raise ScheduleError("no allowed sending day in the next two years; check the days and holidays")
+    start, end = window_around(moment, window=window, days=days, tz=tz, holidays=holidays)
+    return max(_require_aware(moment).astimezone(UTC), start), end
 
 
 def window_around(
