@@ -22,9 +22,10 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
+from db.engine import transaction
 from db.enums import MailboxState
 from db.models import Mailbox, MessageVariant, OutreachCampaign, SequenceStep
 from outreach import analytics_rollup, analytics_rollup_reads
@@ -251,6 +252,18 @@ class _Groups:
     slots: dict[int, Sums] = field(default_factory=dict)
     dims: dict[DimKey, Sums] = field(default_factory=dict)
     campaigns: dict[int, Sums] = field(default_factory=dict)
+
+
+def current_overview(engine: Engine, filters: Filters, now: datetime) -> Overview:
+    """The overview as of now: what the worker has not folded yet is folded first, in a short write of its
+    own (a refresh inside the read is rolled back with it and, on SQLite, may not get the write lock)."""
+    with transaction(engine, readonly=True) as session:
+        queued = analytics_rollup.pending(session)
+    if queued:
+        with transaction(engine) as session:
+            analytics_rollup.refresh(session)
+    with transaction(engine, readonly=True) as session:  # folds, for this read, whatever came meanwhile
+        return overview(session, filters, now)
 
 
 def overview(

@@ -16,7 +16,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from db.engine import transaction
-from outreach import analytics, analytics_reads, analytics_rollup, analytics_tables
+from outreach import analytics, analytics_reads, analytics_tables
 from outreach.analytics import Filters
 
 engine = st.session_state.get("engine")
@@ -46,13 +46,7 @@ def _options(db: str, _engine: Engine) -> analytics_reads.FilterOptions:
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner="Counting…")
 def _overview(db: str, filters: Filters, _engine: Engine) -> analytics.Overview:
-    with transaction(_engine, readonly=True) as s:
-        queued = analytics_rollup.pending(s)
-    if queued:  # fold what arrived since the worker's last refresh, in a short write of its own
-        with transaction(_engine) as s:
-            analytics_rollup.refresh(s)
-    with transaction(_engine, readonly=True) as s:  # refreshes again if more came meanwhile
-        return analytics.overview(s, filters, _now())
+    return analytics.current_overview(_engine, filters, _now())
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

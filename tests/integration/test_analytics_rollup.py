@@ -272,3 +272,18 @@ def test_db_upgrade_builds_the_rollups_before_any_service_starts(
         assert not analytics_rollup.pending(s)
         check_overview(analytics.overview(s, Filters(), NOW), truth(tables, Filters()))
     engine.dispose()
+
+
+def test_the_current_overview_folds_queued_changes_for_good_before_reading(fresh: Engine) -> None:
+    rnd = random.Random(7)
+    tables = generate(2000, seed=7)
+    first, late, changed = _held_back(tables, rnd)
+    (load_sqlite if fresh.dialect.name == "sqlite" else load_postgresql)(fresh, first)
+    _refresh(fresh)
+    _arrive(fresh, tables, late, changed)
+
+    view = analytics.current_overview(fresh, Filters(), NOW)
+
+    check_overview(view, truth(tables, Filters()))
+    with transaction(fresh, readonly=True) as s:
+        assert not analytics_rollup.pending(s)  # committed, not only folded into that one read
