@@ -791,10 +791,8 @@ class AnalyticsEnrollmentFact(Base):
     meeting: Mapped[int] = mapped_column(Integer)
 
 
-class AnalyticsDims(Base):
-    """Emails per UTC day, step, variant, mailbox and time-to-reply bucket: tables, totals, daily series."""
-
-    __tablename__ = "analytics_dims"
+class _DimsCounts:
+    """Emails per UTC day, step, variant, mailbox and time-to-reply bucket (analytics_dims and per list)."""
 
     day: Mapped[str] = mapped_column(String(10), primary_key=True)
     campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
@@ -813,10 +811,8 @@ class AnalyticsDims(Base):
     complained: Mapped[int] = mapped_column(Integer)
 
 
-class AnalyticsHeat(Base):
+class _HeatCounts:
     """Emails per UTC day, campaign and local send slot (weekday * 24 + hour; -1 without a zone)."""
-
-    __tablename__ = "analytics_heat"
 
     day: Mapped[str] = mapped_column(String(10), primary_key=True)
     campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
@@ -826,10 +822,8 @@ class AnalyticsHeat(Base):
     replied: Mapped[int] = mapped_column(Integer)
 
 
-class AnalyticsPeople(Base):
+class _PeopleCounts:
     """The funnel in people per campaign, over all time (the page's default view)."""
-
-    __tablename__ = "analytics_people"
 
     campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     sent: Mapped[int] = mapped_column(Integer)
@@ -839,6 +833,24 @@ class AnalyticsPeople(Base):
     replied: Mapped[int] = mapped_column(Integer)
     positive: Mapped[int] = mapped_column(Integer)
     meetings: Mapped[int] = mapped_column(Integer)
+
+
+class _PerList:
+    """The same counts per prospect list (a list is many-to-many with prospects: its own counts)."""
+
+    list_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False, sort_order=-1)
+
+
+class AnalyticsDims(_DimsCounts, Base):
+    __tablename__ = "analytics_dims"
+
+
+class AnalyticsHeat(_HeatCounts, Base):
+    __tablename__ = "analytics_heat"
+
+
+class AnalyticsPeople(_PeopleCounts, Base):
+    __tablename__ = "analytics_people"
 
 
 class AnalyticsListMember(Base):
@@ -850,54 +862,13 @@ class AnalyticsListMember(Base):
     prospect_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False, index=True)
 
 
-class AnalyticsListDims(Base):
-    """analytics_dims per prospect list (a list is many-to-many with prospects: its own counts)."""
-
+class AnalyticsListDims(_PerList, _DimsCounts, Base):
     __tablename__ = "analytics_list_dims"
 
-    list_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    day: Mapped[str] = mapped_column(String(10), primary_key=True)
-    campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    step_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    variant_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    mailbox_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    delay: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    sent: Mapped[int] = mapped_column(Integer)
-    delivered: Mapped[int] = mapped_column(Integer)
-    seen: Mapped[int] = mapped_column(Integer)
-    clicked: Mapped[int] = mapped_column(Integer)
-    replied: Mapped[int] = mapped_column(Integer)
-    positive: Mapped[int] = mapped_column(Integer)
-    negative: Mapped[int] = mapped_column(Integer)
-    unsubscribed: Mapped[int] = mapped_column(Integer)
-    complained: Mapped[int] = mapped_column(Integer)
 
-
-class AnalyticsListHeat(Base):
-    """analytics_heat per prospect list."""
-
+class AnalyticsListHeat(_PerList, _HeatCounts, Base):
     __tablename__ = "analytics_list_heat"
 
-    list_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    day: Mapped[str] = mapped_column(String(10), primary_key=True)
-    campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    sent: Mapped[int] = mapped_column(Integer)
-    delivered: Mapped[int] = mapped_column(Integer)
-    replied: Mapped[int] = mapped_column(Integer)
 
-
-class AnalyticsListPeople(Base):
-    """analytics_people per prospect list."""
-
+class AnalyticsListPeople(_PerList, _PeopleCounts, Base):
     __tablename__ = "analytics_list_people"
-
-    list_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    sent: Mapped[int] = mapped_column(Integer)
-    delivered: Mapped[int] = mapped_column(Integer)
-    seen: Mapped[int] = mapped_column(Integer)
-    clicked: Mapped[int] = mapped_column(Integer)
-    replied: Mapped[int] = mapped_column(Integer)
-    positive: Mapped[int] = mapped_column(Integer)
-    meetings: Mapped[int] = mapped_column(Integer)
