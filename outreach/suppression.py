@@ -117,21 +117,8 @@ def unsuppress(session: Session, entry: str) -> bool:
 
 def is_suppressed(session: Session, email: str, secret_key: str) -> bool:
     """True when the address, its keyed hash, or its domain (or a parent domain) is on the list."""
-    key = email.strip().lower()
-    domain = key.rpartition("@")[2]
-    email_hashes = [plain_hash(key), keyed_hash(key, secret_key)]
-    domain_hashes = [plain_hash(d) for d in parent_domains(domain)] if domain else []
-    found = session.scalar(
-        select(Suppression.id)
-        .where(
-            or_(
-                (Suppression.kind == SuppressionKind.EMAIL) & Suppression.value_hash.in_(email_hashes),
-                (Suppression.kind == SuppressionKind.DOMAIN) & Suppression.value_hash.in_(domain_hashes or [""]),
-            )
-        )
-        .limit(1)
-    )
-    return found is not None
+    email_hashes, domain_hashes = suppression_hashes(email, secret_key)
+    return session.scalar(select(Suppression.id).where(_matches(email_hashes, domain_hashes)).limit(1)) is not None
 
 
 def suppression_hashes(email: str, secret_key: str) -> tuple[list[str], list[str]]:
